@@ -1,0 +1,94 @@
+"""EKS managed add-ons, declared from one table with pinned versions (infra/versions.py).
+
+The cluster is created with `bootstrap_self_managed_addons=False`, so nothing runs in it
+until these exist. They come in two sets: networking before the nodes (a node is not
+Ready without its CNI) and the rest after them (CoreDNS and the CSI controllers are
+Deployments: created with no node to run on, the add-on stays DEGRADED and the create
+times out).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+from infra.settings import StackSettings
+from infra.versions import KUBERNETES_RELEASES
+
+POD_IDENTITY_AGENT = "eks-pod-identity-agent"
+
+
+@dataclass(frozen=True)
+class AddonSpec:
+    # kube-system service account that gets AWS permissions through Pod Identity.
+    service_account: str | None = None
+    managed_policies: tuple[str, ...] = ()
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+
+ADDONS: dict[str, AddonSpec] = {
+    POD_IDENTITY_AGENT: AddonSpec(),
+    "vpc-cni": AddonSpec(
+        service_account="aws-node",
+        managed_policies=("AmazonEKS_CNI_Policy",),
+        # Without the network policy agent, NetworkPolicy objects are accepted but not enforced
+        # (https://docs.aws.amazon.com/eks/latest/userguide/cni-network-policy.html).
+        configuration={"enableNetworkPolicy": "true"},
+    ),
+    "kube-proxy": AddonSpec(),
+    "coredns": AddonSpec(),
+}
+
+BEFORE_NODES: tuple[str, ...] = (POD_IDENTITY_AGENT, "vpc-cni", "kube-proxy")
+AFTER_NODES: tuple[str, ...] = ("coredns",)
+
+
+@dataclass(frozen=True)
+class EksAddonsArgs:
+    settings: StackSettings
+    cluster_name: pulumi.Input[str]
+    addon_names: Sequence[str]
+    # Children do not inherit a component's depends_on, so each add-on is told what to wait for.
+    wait_for: Sequence[pulumi.Resource] = ()
+
+
+class EksAddons(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EksAddonsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("model-serving:cluster:EksAddons", name, None, opts)
+        settings = args.settings
+        versions = KUBERNETES_RELEASES[settings.kubernetes_version].eks_addons
+        child = pulumi.ResourceOptions(parent=self)
+        created: dict[str, aws.eks.Addon] = {}
+        for addon_name in args.addon_names:
+            spec = ADDONS[addon_name]
+            pod_identity: list[aws.eks.AddonPodIdentityAssociationArgsDict] = []
+            depends_on: list[pulumi.Resource] = list(args.wait_for)
+            if spec.service_account is not None:
+                role_arn = iam.role_with_policies(
+                    f"{name}-{addon_name}", service=iam.POD_IDENTITY_PRINCIPAL, partition=settings.partition,
+                    tags=settings.tags, managed_policies=spec.managed_policies, opts=child)
+                pod_identity.append({"role_arn": role_arn, "service_account": spec.service_account})
+                # Credentials come from the agent: in the same set, wait for it.
+                if POD_IDENTITY_AGENT in created:
+                    depends_on.append(created[POD_IDENTITY_AGENT])
+            created[addon_name] = aws.eks.Addon(
+                f"{name}-{addon_name}",
+                cluster_name=args.cluster_name,
+                addon_name=addon_name,
+                addon_version=versions[addon_name],
+                configuration_values=json.dumps(spec.configuration) if spec.configuration else None,
+                pod_identity_associations=pod_identity or None,
+                # These add-ons are ours alone: take over fields another manager may have set.
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
+                tags=settings.tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            )
+        self.addons = created
+        self.register_outputs({"addons": {n: a.addon_version for n, a in created.items()}})

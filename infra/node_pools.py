@@ -1,0 +1,104 @@
+"""NodePool: one EKS managed node group and its launch template, for one entry of `nodePools`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.settings import NodePoolSettings, StackSettings
+
+POOL_LABEL = "model-serving/pool"
+# Read by the cluster autoscaler to treat a node as a GPU node before the device plugin
+# reports its GPUs (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/cloudprovider/aws/README.md).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT: aws.eks.NodeGroupTaintArgsDict = {"key": GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}
+AMI_TYPES = {False: "AL2023_x86_64_STANDARD", True: "AL2023_x86_64_NVIDIA"}
+ROOT_DEVICE = "/dev/xvda"  # AL2023 EKS AMIs boot from this device
+
+
+@dataclass(frozen=True)
+class NodePoolArgs:
+    settings: StackSettings
+    pool_name: str
+    pool: NodePoolSettings
+    cluster_name: pulumi.Input[str]
+    node_role_arn: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    # Children do not inherit a component's depends_on: the node group itself waits for these.
+    wait_for: Sequence[pulumi.Resource] = ()
+
+
+def node_labels(pool_name: str, pool: NodePoolSettings) -> dict[str, str]:
+    labels = {POOL_LABEL: pool_name}
+    if pool.accelerator is not None:
+        labels[ACCELERATOR_LABEL] = pool.accelerator
+    return labels
+
+
+class NodePool(pulumi.ComponentResource):
+    node_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: NodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("model-serving:nodes:NodePool", name, None, opts)
+        settings, pool = args.settings, args.pool
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**settings.tags, "Name": f"{settings.name}-{args.pool_name}", "node-pool": args.pool_name}
+
+        launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-nodes",
+            description=f"Nodes of pool {args.pool_name} in {settings.name}",
+            metadata_options={
+                "http_endpoint": "enabled",
+                # IMDSv2 only, one hop: pods (one hop further away) cannot take the node's credentials.
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 1,
+            },
+            block_device_mappings=[{
+                "device_name": ROOT_DEVICE,
+                "ebs": {
+                    "volume_size": pool.disk_size_gib,
+                    "volume_type": "gp3",
+                    "encrypted": "true",
+                    "delete_on_termination": "true",
+                },
+            }],
+            # Managed node groups do not copy their tags to instances or volumes
+            # (https://github.com/aws/containers-roadmap/issues/608).
+            tag_specifications=[{"resource_type": kind, "tags": tags}
+                                for kind in ("instance", "volume", "network-interface")],
+            update_default_version=True,
+            tags=tags,
+            opts=child,
+        )
+
+        node_group = aws.eks.NodeGroup(
+            f"{name}-nodes",
+            cluster_name=args.cluster_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=args.subnet_ids,
+            ami_type=AMI_TYPES[pool.gpu],
+            capacity_type=pool.capacity_type,
+            instance_types=list(pool.instance_types),
+            scaling_config={
+                "min_size": pool.min_size,
+                "max_size": pool.max_size,
+                "desired_size": pool.initial_size,
+            },
+            update_config={"max_unavailable_percentage": pool.max_unavailable_percentage},
+            labels=node_labels(args.pool_name, pool),
+            taints=[GPU_TAINT] if pool.gpu else [],
+            launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.wait_for),
+                # The cluster autoscaler owns the node count once the group exists.
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
+        self.node_group_name = node_group.node_group_name
+        self.register_outputs({"nodeGroupName": self.node_group_name})

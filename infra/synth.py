@@ -1,0 +1,395 @@
+"""Offline synthesis: run the real __main__.py under Pulumi's mock runtime with a stack's real config.
+
+No Pulumi CLI, cloud account or provider plugin is needed. Every resource the program
+declares is recorded with its type, name, parent, inputs and options, plus the stack's
+outputs. Tests assert on the record; `make plan` prints a summary of it.
+
+    python -m infra.synth dev            # readable summary, grouped by component
+    python -m infra.synth dev --json     # the full record
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import runpy
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from infra.settings import PROJECT_DIR, StackConfigError, declared_keys, project_name
+
+ACCOUNT_ID = "123456789012"
+SECRET = "[secret]"
+
+
+@dataclass
+class ResourceRecord:
+    type: str
+    name: str
+    urn: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass
+class Synthesis:
+    project: str
+    stack: str
+    resources: list[ResourceRecord] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[ResourceRecord]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> ResourceRecord:
+        matches = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(matches) != 1:
+            raise LookupError(f"expected one {type_} {name or ''}, found {[r.name for r in matches]}")
+        return matches[0]
+
+    def by_urn(self, urn: str) -> ResourceRecord:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def component_of(self, record: ResourceRecord) -> ResourceRecord | None:
+        """The outermost component a resource belongs to (None for top-level resources)."""
+        outer: ResourceRecord | None = None
+        current = record
+        while current.parent is not None:
+            current = self.by_urn(current.parent)
+            outer = current
+        return outer
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------------------
+# Stack config as the Pulumi CLI would hand it to the program
+# ---------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML loader that rejects a key given twice (PyYAML would silently keep the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key}' is given twice (the second would silently win)", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _as_config_string(value: Any) -> str:
+    """Pulumi passes scalars as strings and structured values as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def stack_config(stack: str, overrides: Mapping[str, Any] | None = None,
+                 project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str]]:
+    """Pulumi.yaml defaults + Pulumi.<stack>.yaml values (+ overrides, keyed without namespace),
+    as strings. Secure values become placeholders; their keys are returned as secret."""
+    project = project_name(project_dir / "Pulumi.yaml")
+    values: dict[str, Any] = {
+        f"{project}:{key}": declaration["default"]
+        for key, declaration in declared_keys(project_dir / "Pulumi.yaml").items()
+        if "default" in declaration
+    }
+    stack_file = project_dir / f"Pulumi.{stack}.yaml"
+    if not stack_file.exists():
+        raise FileNotFoundError(f"no stack file {stack_file.name}; stacks: "
+                                + ", ".join(p.name[7:-5] for p in sorted(project_dir.glob("Pulumi.*.yaml"))))
+    document = yaml.load(stack_file.read_text(), Loader=_UniqueKeyLoader) or {}
+    values.update(document.get("config") or {})
+    for key, value in (overrides or {}).items():
+        full_key = key if ":" in key else f"{project}:{key}"
+        if value is None:
+            values.pop(full_key, None)
+        else:
+            values[full_key] = value
+    secret_keys = [key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}]
+    return ({key: SECRET if key in secret_keys else _as_config_string(value) for key, value in values.items()},
+            secret_keys)
+
+
+# ---------------------------------------------------------------------------
+# Mocks: plausible provider outputs, and a monitor that records options
+# ---------------------------------------------------------------------------
+
+
+def _fake_id(type_: str, name: str) -> str:
+    digest = hashlib.sha256(f"{type_}/{name}".encode()).hexdigest()[:17]
+    prefixes = {"aws:ec2/vpc:Vpc": "vpc", "aws:ec2/subnet:Subnet": "subnet", "aws:ec2/routeTable:RouteTable": "rtb",
+                "aws:ec2/natGateway:NatGateway": "nat", "aws:ec2/internetGateway:InternetGateway": "igw",
+                "aws:ec2/eip:Eip": "eipalloc", "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+                "aws:ec2/securityGroup:SecurityGroup": "sg"}
+    return f"{prefixes.get(type_, name)}-{digest}"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def computed_outputs(self, args: pulumi.runtime.MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        """What the provider would report back for outputs the program reads."""
+        inputs = args.inputs
+        name = inputs.get("name") or f"{args.name}-{resource_id[-7:]}"
+        service = args.typ.split(":")[1].split("/")[0]
+        outputs: dict[str, Any] = {
+            "name": name,
+            "arn": f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{args.name}",
+        }
+        if args.typ == "aws:eks/cluster:Cluster":
+            outputs.update(
+                endpoint=f"https://{hashlib.md5(name.encode()).hexdigest().upper()}.gr7.{self.region}.eks.amazonaws.com",
+                certificateAuthority={"data": base64.b64encode(b"mock certificate authority").decode()},
+                arn=f"arn:aws:eks:{self.region}:{ACCOUNT_ID}:cluster/{name}",
+            )
+        elif args.typ == "aws:iam/role:Role":
+            outputs["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+        elif args.typ == "aws:ecr/repository:Repository":
+            outputs["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{name}"
+        elif args.typ == "aws:kms/key:Key":
+            outputs["keyId"] = resource_id
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs["latestVersion"] = 1
+        elif args.typ == "aws:eks/nodeGroup:NodeGroup":
+            outputs["nodeGroupName"] = inputs.get("nodeGroupName") or name
+        elif args.typ == "aws:eks/accessEntry:AccessEntry":
+            outputs["principalArn"] = inputs["principalArn"]
+        return outputs
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id = _fake_id(args.typ, args.name)
+        return resource_id, {**self.computed_outputs(args, resource_id), **args.inputs}
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        results: dict[str, dict[str, Any]] = {
+            "aws:index/getAvailabilityZones:getAvailabilityZones": {
+                "names": [f"{self.region}{letter}" for letter in "abcdef"],
+                "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
+                "id": self.region,
+            },
+            "aws:index/getCallerIdentity:getCallerIdentity": {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deployer/ci-session",
+                "userId": "AROAEXAMPLE:ci-session",
+                "id": ACCOUNT_ID,
+            },
+            "aws:iam/getSessionContext:getSessionContext": {
+                "arn": args.args.get("arn"),
+                "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer",
+                "issuerId": "AROAEXAMPLE",
+                "issuerName": "deployer",
+                "sessionName": "ci-session",
+                "id": args.args.get("arn"),
+            },
+        }
+        if args.token not in results:
+            raise NotImplementedError(f"offline synthesis has no mock for invoke {args.token}")
+        return results[args.token]
+
+
+def _provider_name(reference: str) -> str | None:
+    """'urn:...::name::id' → name; None when the default provider would be used."""
+    return reference.split("::")[-2] if reference else None
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as the program wrote them: secrets redacted, and whole numbers back to int
+    (the wire format carries every number as a float)."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Records each registration with the options the engine sees (protect, ignoreChanges,
+    provider...), which the Mocks API does not pass to new_resource."""
+
+    def __init__(self, mocks: RecordingMocks, synthesis: Synthesis) -> None:
+        super().__init__(mocks)
+        self.synthesis = synthesis
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = _plain(rpc.deserialize_properties(request.object, keep_internal=False))
+            stack_urn_prefix = "urn:pulumi:"
+            parent = request.parent if request.parent and "pulumi:pulumi:Stack::" not in request.parent else None
+            self.synthesis.resources.append(ResourceRecord(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=parent if parent and parent.startswith(stack_urn_prefix) else None,
+                custom=bool(request.custom),
+                inputs=inputs,
+                options={
+                    "protect": bool(request.protect),
+                    "ignoreChanges": list(request.ignoreChanges),
+                    "provider": _provider_name(request.provider),
+                    "providers": {pkg: _provider_name(ref) for pkg, ref in request.providers.items()},
+                    "dependencies": sorted(request.dependencies),
+                    "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                    "retainOnDelete": bool(request.retainOnDelete),
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                },
+            ))
+        return response
+
+
+# ---------------------------------------------------------------------------
+# Running the program
+# ---------------------------------------------------------------------------
+
+
+async def _resolve_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for name, value in outputs.items():
+        output = pulumi.Output.from_input(value)
+        resolved[name] = SECRET if await output.is_secret() else await output.future()
+    return resolved
+
+
+def synthesize(stack: str, overrides: Mapping[str, Any] | None = None,
+               project_dir: Path = PROJECT_DIR) -> Synthesis:
+    """Run __main__.py for `stack` under mocks and return what it declared.
+
+    `overrides` replace stack-file values (key without namespace → value; None removes the key).
+    """
+    config, secret_keys = stack_config(stack, overrides, project_dir)
+    project = project_name(project_dir / "Pulumi.yaml")
+    synthesis = Synthesis(project=project, stack=stack)
+    mocks = RecordingMocks(region=config.get(f"{project}:region", "us-east-1"))
+    monitor = RecordingMonitor(mocks, synthesis)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # waits for every registration to finish
+    def run() -> pulumi.Output[None]:
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+        root = pulumi.runtime.get_root_resource()
+        outputs: Awaitable[dict[str, Any]] = asyncio.ensure_future(_resolve_outputs(getattr(root, "outputs", {})))
+        resolved: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input(outputs)
+        return resolved.apply(synthesis.outputs.update)
+
+    sys.path.insert(0, str(project_dir))
+    try:
+        run()
+    finally:
+        sys.path.remove(str(project_dir))
+    # Registrations arrive in whatever order the program's outputs resolve; sort for stable output.
+    synthesis.resources.sort(key=lambda record: record.urn)
+    return synthesis
+
+
+# ---------------------------------------------------------------------------
+# Summary for reviewers
+# ---------------------------------------------------------------------------
+
+
+def _summary_fields(record: ResourceRecord) -> str:
+    """The settings a reviewer cares about, per resource type."""
+    inputs = record.inputs
+    pick: dict[str, Any] = {
+        "aws:ec2/vpc:Vpc": {"cidr": inputs.get("cidrBlock")},
+        "aws:ec2/subnet:Subnet": {"cidr": inputs.get("cidrBlock"), "zone": inputs.get("availabilityZone")},
+        "aws:ec2/natGateway:NatGateway": {},
+        "aws:eks/cluster:Cluster": {
+            "version": inputs.get("version"),
+            "publicAccess": (inputs.get("vpcConfig") or {}).get("publicAccessCidrs") or "off",
+            "logs": inputs.get("enabledClusterLogTypes"),
+            "auth": (inputs.get("accessConfig") or {}).get("authenticationMode"),
+        },
+        "aws:eks/nodeGroup:NodeGroup": {
+            "ami": inputs.get("amiType"), "types": inputs.get("instanceTypes"),
+            "capacity": inputs.get("capacityType"),
+            "size": "{minSize}..{maxSize}".format(**(inputs.get("scalingConfig") or {"minSize": "?", "maxSize": "?"})),
+            "taints": [t["key"] for t in inputs.get("taints") or []] or None,
+        },
+        "aws:eks/addon:Addon": {"version": inputs.get("addonVersion")},
+        "aws:ecr/repository:Repository": {
+            "tags": inputs.get("imageTagMutability"),
+            "scanOnPush": (inputs.get("imageScanningConfiguration") or {}).get("scanOnPush"),
+        },
+        "aws:eks/accessEntry:AccessEntry": {"principal": inputs.get("principalArn")},
+        "aws:cloudwatch/logGroup:LogGroup": {"retentionDays": inputs.get("retentionInDays")},
+    }.get(record.type, {})
+    parts = [f"{key}={value}" for key, value in pick.items() if value is not None]
+    if record.options.get("protect"):
+        parts.append("[protected]")
+    if record.options.get("ignoreChanges"):
+        parts.append(f"[ignores {', '.join(record.options['ignoreChanges'])}]")
+    return "  ".join(parts)
+
+
+def summary(synthesis: Synthesis) -> str:
+    lines = [f"Stack {synthesis.project}/{synthesis.stack}: {sum(r.custom for r in synthesis.resources)} resources"]
+    groups: dict[str, list[ResourceRecord]] = {}
+    for record in synthesis.resources:
+        if not record.custom:
+            continue
+        component = synthesis.component_of(record)
+        group = f"{component.name} ({component.type.split(':')[-1]})" if component else "(stack)"
+        groups.setdefault(group, []).append(record)
+    for group, records in groups.items():
+        lines.append("")
+        lines.append(f"{group}: {len(records)}")
+        for record in records:
+            short_type = record.type.split(":")[-1] if record.type.count(":") == 2 else record.type
+            detail = _summary_fields(record)
+            lines.append(f"  {short_type:<24} {record.name}" + (f"  {detail}" if detail else ""))
+    lines.append("")
+    lines.append("Outputs:")
+    for name, value in sorted(synthesis.outputs.items()):
+        lines.append(f"  {name}: {json.dumps(value) if not isinstance(value, str) else value}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stack", help="stack name (reads Pulumi.<stack>.yaml)")
+    parser.add_argument("--json", action="store_true", help="print the full record as JSON")
+    options = parser.parse_args(argv)
+    try:
+        synthesis = synthesize(options.stack)
+    except (StackConfigError, FileNotFoundError, yaml.YAMLError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(synthesis.to_json() if options.json else summary(synthesis))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import json
+
+from infra.synth import Synthesis
+from tests.conftest import synthesized
+
+
+def test_repository_is_immutable_scanned_and_encrypted(stack_synthesis: Synthesis) -> None:
+    repository = stack_synthesis.one("aws:ecr/repository:Repository").inputs
+    assert repository["name"] == f"model-serving-{stack_synthesis.stack}/model-server"
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repository["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
+    assert repository["forceDelete"] is False
+
+
+def test_repository_is_protected_only_in_prod() -> None:
+    for stack in ("dev", "staging", "prod"):
+        repository = synthesized(stack).one("aws:ecr/repository:Repository")
+        assert repository.options["protect"] is (stack == "prod")
+
+
+def test_lifecycle_policy_expires_untagged_and_keeps_the_configured_count() -> None:
+    for stack, keep in (("dev", 10), ("staging", 30), ("prod", 50)):
+        policy = json.loads(synthesized(stack).one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])
+        untagged, newest = sorted(policy["rules"], key=lambda rule: rule["rulePriority"])
+        assert untagged["selection"]["tagStatus"] == "untagged"
+        assert newest["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep}

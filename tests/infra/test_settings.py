@@ -1,0 +1,212 @@
+"""Every config rule: a bad value fails with one message naming the key and how to fix it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from infra.settings import StackConfigError, load_settings, settings_from_runtime
+from infra.synth import stack_config
+
+GOOD_POOLS = {
+    "cpu": {"instanceTypes": ["m7i.large"], "minSize": 2, "maxSize": 4},
+    "gpu": {"instanceTypes": ["g5.xlarge"], "gpu": True, "minSize": 0, "maxSize": 2},
+}
+
+
+def load(stack: str = "dev", **overrides: Any):
+    raw, _ = stack_config(stack, overrides)
+    return load_settings(raw, project="model-serving", stack=stack)
+
+
+def problems(stack: str = "dev", **overrides: Any) -> dict[str, str]:
+    """path → 'message / fix' for each problem reported."""
+    with pytest.raises(StackConfigError) as caught:
+        load(stack, **overrides)
+    return {p.path: f"{p.message} / {p.fix}" for p in caught.value.problems}
+
+
+def pools(**changes: dict[str, Any]) -> dict[str, Any]:
+    merged = {name: dict(pool) for name, pool in GOOD_POOLS.items()}
+    for name, change in changes.items():
+        merged[name] = {**merged.get(name, {}), **change}
+    return merged
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_committed_stacks_are_valid(stack: str) -> None:
+    settings = load(stack)
+    assert settings.environment == stack
+    assert settings.name == f"model-serving-{stack}"
+
+
+def test_unknown_top_level_key_is_named_with_a_suggestion() -> None:
+    found = problems(natGatways="single")
+    assert "natGatways" in found
+    assert "did you mean 'natGateways'" in found["natGatways"]
+
+
+def test_unknown_key_inside_a_pool_is_named_with_a_suggestion() -> None:
+    found = problems(nodePools=pools(gpu={"maxSise": 3}))
+    assert "did you mean 'maxSize'" in found["nodePools.gpu.maxSise"]
+
+
+def test_min_size_above_max_size() -> None:
+    found = problems(nodePools=pools(gpu={"minSize": 3, "maxSize": 1}))
+    assert found["nodePools.gpu.maxSize"].startswith("1 is less than minSize 3")
+
+
+@pytest.mark.parametrize("desired", [0, 5])
+def test_desired_size_outside_bounds(desired: int) -> None:
+    found = problems(nodePools=pools(cpu={"minSize": 1, "maxSize": 4, "desiredSize": desired}))
+    assert "outside [minSize 1, maxSize 4]" in found["nodePools.cpu.desiredSize"]
+
+
+@pytest.mark.parametrize("bad_name", ["GPU", "gpu_large", "1gpu", "a" * 25, "gpu-"])
+def test_invalid_pool_name(bad_name: str) -> None:
+    found = problems(nodePools=pools(**{bad_name: GOOD_POOLS["gpu"]}))
+    assert f"pool name '{bad_name}'" in found[f"nodePools.{bad_name}"]
+
+
+def test_duplicate_pool_name_in_stack_file_is_rejected(tmp_path) -> None:
+    import shutil
+
+    import yaml
+
+    shutil.copy("Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.dup.yaml").write_text(
+        "config:\n  model-serving:nodePools:\n"
+        "    gpu: {instanceTypes: [g5.xlarge], gpu: true, minSize: 0, maxSize: 1}\n"
+        "    gpu: {instanceTypes: [g6.xlarge], gpu: true, minSize: 0, maxSize: 1}\n")
+    with pytest.raises(yaml.YAMLError, match="key 'gpu' is given twice"):
+        stack_config("dup", project_dir=tmp_path)
+
+
+def test_duplicate_pool_name_in_runtime_json_is_rejected() -> None:
+    raw, _ = stack_config("dev")
+    raw["model-serving:nodePools"] = '{"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2, "maxSize": 3},' \
+                                     ' "cpu": {"instanceTypes": ["m7i.large"], "minSize": 1, "maxSize": 3}}'
+    with pytest.raises(StackConfigError, match="nodePools: is not valid structured config: duplicate key 'cpu'"):
+        load_settings(raw, project="model-serving", stack="dev")
+
+
+def test_gpu_pool_with_cpu_instance_types() -> None:
+    found = problems(nodePools=pools(gpu={"instanceTypes": ["m7i.large"]}))
+    assert "gpu is true but m7i.large has no NVIDIA GPU" in found["nodePools.gpu.instanceTypes"]
+
+
+def test_cpu_pool_with_gpu_instance_types() -> None:
+    found = problems(nodePools=pools(cpu={"instanceTypes": ["g5.xlarge"]}))
+    assert "carries an NVIDIA GPU but gpu is false" in found["nodePools.cpu.instanceTypes"]
+
+
+def test_graviton_types_are_rejected_for_x86_amis() -> None:
+    found = problems(nodePools=pools(cpu={"instanceTypes": ["m7g.large"]}))
+    assert "Arm (Graviton)" in found["nodePools.cpu.instanceTypes[0]"]
+
+
+def test_no_cpu_pool_for_system_pods() -> None:
+    found = problems(nodePools={"gpu": GOOD_POOLS["gpu"]})
+    assert "no CPU pool" in found["nodePools"]
+
+
+def test_cpu_pool_that_can_reach_zero_does_not_count_for_system_pods() -> None:
+    found = problems(nodePools=pools(cpu={"minSize": 0}))
+    assert "minSize >= 1" in found["nodePools"]
+
+
+def test_vpc_cidr_too_small_for_the_subnets() -> None:
+    found = problems(vpcCidr="10.0.0.0/24", azCount=3)
+    assert "too small for 3 zone(s)" in found["vpcCidr"]
+    assert "/21 or larger" in found["vpcCidr"]
+
+
+def test_vpc_cidr_must_be_private_and_well_formed() -> None:
+    assert "not a private" in problems(vpcCidr="8.8.0.0/16")["vpcCidr"]
+    assert "not an IPv4 CIDR" in problems(vpcCidr="10.0.0.1/16")["vpcCidr"]
+
+
+def test_fewer_than_two_zones_by_count() -> None:
+    assert "at least 2" in problems(azCount=1)["azCount"]
+
+
+def test_fewer_than_two_zones_by_name() -> None:
+    assert "at least 2" in problems(availabilityZones=["us-east-1a"])["availabilityZones"]
+
+
+def test_zone_of_another_region() -> None:
+    found = problems(availabilityZones=["us-east-1a", "eu-west-1b"])
+    assert "not a zone of region us-east-1" in found["availabilityZones[1]"]
+
+
+def test_unsupported_kubernetes_version_lists_the_supported_ones() -> None:
+    found = problems(kubernetesVersion="1.29")
+    assert "'1.29' is not supported; choose one of 1.35" in found["kubernetesVersion"]
+
+
+@pytest.mark.parametrize("region", ["us_east_1", "useast1", "US-EAST-1", "us-east"])
+def test_malformed_region(region: str) -> None:
+    assert "is not an AWS region name" in problems(region=region)["region"]
+
+
+def test_public_api_open_to_the_world_is_rejected_in_prod() -> None:
+    found = problems("prod", endpointPublicAccessCidrs=["203.0.113.0/24", "0.0.0.0/0"])
+    assert "whole internet" in found["endpointPublicAccessCidrs[1]"]
+
+
+def test_public_api_open_to_the_world_is_allowed_in_dev() -> None:
+    assert load("dev", endpointPublicAccessCidrs=["0.0.0.0/0"]).endpoint_public_access_cidrs == ["0.0.0.0/0"]
+
+
+def test_admin_principal_must_be_a_role_or_user_arn() -> None:
+    found = problems(adminPrincipalArns=["arn:aws:sts::123456789012:assumed-role/admin/me"])
+    assert "not an IAM role or user ARN" in found["adminPrincipalArns[0]"]
+
+
+def test_log_retention_must_be_a_cloudwatch_period() -> None:
+    assert "not a CloudWatch Logs retention period" in problems(controlPlaneLogRetentionDays=10)[
+        "controlPlaneLogRetentionDays"]
+
+
+def test_required_key_without_default_is_reported() -> None:
+    assert "is required" in problems(environment=None)["environment"]
+
+
+def test_all_problems_are_reported_together_in_one_message() -> None:
+    with pytest.raises(StackConfigError) as caught:
+        load("prod", region="nowhere", natGatways="x", azCount=1, kubernetesVersion="1.20",
+             endpointPublicAccessCidrs=["0.0.0.0/0"], nodePools=pools(gpu={"minSize": 5, "maxSize": 1}))
+    message = str(caught.value)
+    assert message.startswith("Invalid stack config for 'prod' (6 problems):")
+    for path in ("region", "natGatways", "azCount", "kubernetesVersion", "endpointPublicAccessCidrs[0]",
+                 "nodePools.gpu.maxSize"):
+        assert f"\n  {path}: " in message
+    assert message.count("      fix: ") == 6
+
+
+def test_fix_lines_are_runnable_pulumi_commands() -> None:
+    found = problems(azCount=1)
+    assert found["azCount"].endswith("/ pulumi config set azCount 2")
+
+
+def test_settings_are_frozen() -> None:
+    settings = load()
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.region = "eu-west-1"  # type: ignore[misc]
+
+
+def test_runtime_reads_config_the_way_the_language_host_passes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    raw, _ = stack_config("staging")
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(raw))
+    runtime_config.set_all_config({})
+    monkeypatch.setattr(pulumi, "get_project", lambda: "model-serving")
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "staging")
+    settings = settings_from_runtime()
+    assert settings.region == "us-west-2"
+    assert settings.node_pools["gpu"].gpu is True
