@@ -291,6 +291,12 @@ def synthesize(stack: str, overrides: Mapping[str, Any] | None = None,
     config, secret_keys = stack_config(stack, overrides, project_dir)
     project = project_name(project_dir / "Pulumi.yaml")
     synthesis = Synthesis(project=project, stack=stack)
+    # Pulumi's runtime drives its work on the thread's current event loop; an earlier
+    # asyncio.run() in this thread leaves none behind.
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = RecordingMocks(region=config.get(f"{project}:region", "us-east-1"))
     monitor = RecordingMonitor(mocks, synthesis)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)

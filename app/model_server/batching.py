@@ -1,0 +1,103 @@
+"""Adaptive micro-batching: requests that arrive together share one predict call.
+
+Requests parsed in the same event-loop iteration are flushed together at the end of it
+(no added latency); with MODEL_MAX_BATCH_WAIT_MS > 0 a request may wait that long for
+company. A full batch flushes at once. Each caller gets exactly its own rows back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model_server.errors import BadRequest, ServerError
+from model_server.model import Model
+
+
+@dataclass
+class _Pending:
+    rows: np.ndarray
+    outputs: frozenset[str]
+    future: asyncio.Future[dict[str, np.ndarray]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+# Called after each predict with (rows in the batch, seconds each request waited).
+BatchObserver = Callable[[int, list[float]], None]
+
+
+class Batcher:
+    def __init__(self, model: Model, max_batch_size: int, max_wait_s: float, observe: BatchObserver,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.observe = observe
+        self.loop = loop
+        self._pending: deque[_Pending] = deque()
+        self._pending_rows = 0
+        self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+
+    def submit(self, rows: np.ndarray, outputs: frozenset[str]) -> asyncio.Future[dict[str, np.ndarray]]:
+        future: asyncio.Future[dict[str, np.ndarray]] = self.loop.create_future()
+        self._pending.append(_Pending(rows, outputs, future))
+        self._pending_rows += len(rows)
+        if self._pending_rows >= self.max_batch_size:
+            self._reschedule(self.loop.call_soon(self._flush))
+        elif self._scheduled is None:
+            self._reschedule(self.loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s
+                             else self.loop.call_soon(self._flush))
+        return future
+
+    def _reschedule(self, handle: asyncio.Handle | asyncio.TimerHandle) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+        self._scheduled = handle
+
+    def _take_batch(self) -> list[_Pending]:
+        """Whole requests, in arrival order, up to max_batch_size rows (a bigger request goes alone)."""
+        batch: list[_Pending] = []
+        rows = 0
+        while self._pending and (not batch or rows + len(self._pending[0].rows) <= self.max_batch_size):
+            item = self._pending.popleft()
+            batch.append(item)
+            rows += len(item.rows)
+        self._pending_rows -= rows
+        return batch
+
+    def _flush(self) -> None:
+        self._scheduled = None
+        batch = [item for item in self._take_batch() if not item.future.cancelled()]
+        if self._pending:
+            self._reschedule(self.loop.call_soon(self._flush))
+        if not batch:
+            return
+        started = time.perf_counter()
+        self.observe(sum(len(item.rows) for item in batch), [started - item.enqueued for item in batch])
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
+        outputs = frozenset().union(*(item.outputs for item in batch))
+        try:
+            results = self.model.predict(rows, outputs)
+        except Exception:
+            # One bad request must not fail its neighbours: retry each alone to find it.
+            for item in batch:
+                self._predict_alone(item)
+            return
+        offset = 0
+        for item in batch:
+            end = offset + len(item.rows)
+            item.future.set_result({name: results[name][offset:end] for name in item.outputs})
+            offset = end
+
+    def _predict_alone(self, item: _Pending) -> None:
+        try:
+            item.future.set_result(self.model.predict(item.rows, item.outputs))
+        except ValueError as error:  # scikit-learn's way of rejecting an input
+            item.future.set_exception(BadRequest(f"inputs[0].data: model '{self.model.name}' rejected it: {error}"))
+        except Exception as error:
+            item.future.set_exception(ServerError(f"model '{self.model.name}' failed: {type(error).__name__}"))

@@ -1,0 +1,84 @@
+"""Access log (one JSON line per request, no payloads) and the sampled prediction log."""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+# Writes to a pipe up to this size are atomic, so lines of different workers never interleave.
+PIPE_BUF = select.PIPE_BUF
+
+
+class AccessLog:
+    """Lines are buffered and written once per event-loop pass: a few syscalls, not one per request."""
+
+    def __init__(self, enabled: bool, fd: int | None = None) -> None:
+        self.enabled = enabled
+        self.fd = sys.stdout.fileno() if fd is None else fd
+        self._lines: list[bytes] = []
+
+    def record(self, entry: dict[str, Any]) -> bool:
+        """Queue a line; True when the caller should schedule a flush."""
+        if not self.enabled:
+            return False
+        self._lines.append(orjson.dumps(entry) + b"\n")
+        return len(self._lines) == 1
+
+    def flush(self) -> None:
+        chunk: list[bytes] = []
+        size = 0
+        for line in self._lines:
+            if size + len(line) > PIPE_BUF and chunk:
+                os.write(self.fd, b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            os.write(self.fd, b"".join(chunk))
+        self._lines.clear()
+
+
+class PredictionLog:
+    """Sampled inputs and outputs as JSON lines, one file per worker (no interleaving on a
+    shared volume). Opened at start-up so a missing or read-only directory fails early."""
+
+    def __init__(self, directory: Path | None, sample_rate: float) -> None:
+        self.sample_rate = sample_rate if directory is not None else 0.0
+        self._file: IO[bytes] | None = None
+        if directory is not None and sample_rate > 0:
+            path = directory / f"predictions-{socket.gethostname()}-{os.getpid()}.jsonl"
+            try:
+                self._file = path.open("ab")
+            except OSError as error:
+                raise OSError(f"prediction log {path} cannot be opened: {error.strerror} "
+                              "(MODEL_PREDICTION_LOG_DIR must be a writable directory)") from None
+
+    def sampled(self) -> bool:
+        return self._file is not None and random.random() < self.sample_rate
+
+    def write(self, model: str, version: str, request_id: str | None, rows: np.ndarray,
+              outputs: dict[str, np.ndarray]) -> None:
+        if self._file is None:
+            return
+        self._file.write(orjson.dumps(
+            {"ts": time.time(), "model": model, "version": version, "id": request_id, "inputs": rows,
+             "outputs": {name: value if value.dtype.kind in "biuf" else value.tolist()
+                         for name, value in outputs.items()}},
+            option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

@@ -1,0 +1,61 @@
+"""Server settings: one typed class read from MODEL_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    """Every field is read from the environment variable MODEL_<FIELD> (e.g. MODEL_SHA256)."""
+
+    model_config = SettingsConfigDict(env_prefix="MODEL_", frozen=True, extra="ignore")
+
+    path: Path = Field(Path("model.pkl"),
+                       description="Model artifact: a pickle (.pkl/.joblib) or skops (.skops) file.")
+    format: Literal["auto", "pickle", "skops"] = Field(
+        "auto", description="Artifact format; auto decides by file extension.")
+    name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="Model name in URLs.")
+    version: str = Field("1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="Model version served.")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="Pinned sha256 of the artifact; the server refuses any other file.")
+    allow_unpinned: bool = Field(
+        False, description="Local development only: serve without a pinned sha256 (logs a warning).")
+    skops_trusted_types: list[str] = Field(
+        default_factory=list,
+        description="Extra types a skops artifact may contain beyond skops' defaults (never read from the artifact).")
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    workers: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=64,
+        description="Worker processes; defaults to the CPUs this process may run on.")
+    max_batch_size: int = Field(64, ge=1, le=65536, description="Most rows coalesced into one predict call.")
+    max_batch_wait_ms: float = Field(
+        0.0, ge=0, le=1000,
+        description="How long a request may wait for others to share its batch (0: batch only what arrived together).")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    request_timeout_s: float = Field(30.0, gt=0, description="A client must send a whole request within this time.")
+    keepalive_timeout_s: float = Field(75.0, gt=0, description="Idle keep-alive connections are closed after this.")
+    drain_s: float = Field(
+        2.0, ge=0, description="After SIGTERM: keep serving (not ready, answering Connection: close) this long.")
+    shutdown_timeout_s: float = Field(20.0, gt=0, description="After draining: most time to finish in-flight requests.")
+    access_log: bool = Field(True, description="One JSON line per request on stdout (no payloads).")
+    prediction_log_dir: Path | None = Field(
+        None, description="Directory for sampled prediction logs (JSON lines of inputs and outputs); unset: off.")
+    prediction_log_sample_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of requests whose inputs and outputs are logged.")
+    metrics_dir: Path | None = Field(
+        None, description="Where workers share Prometheus metrics; default: a fresh directory under $TMPDIR.")
+
+    @model_validator(mode="after")
+    def _pinned(self) -> ServerSettings:
+        if self.sha256 is None and not self.allow_unpinned:
+            raise ValueError(
+                "MODEL_SHA256 is not set: pin the artifact's sha256 (sha256sum model.pkl), "
+                "or set MODEL_ALLOW_UNPINNED=true for local development only")
+        return self

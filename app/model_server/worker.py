@@ -1,0 +1,88 @@
+"""One worker process: an event loop serving the shared listening socket until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+
+import uvloop
+
+from model_server.app import ModelApp, error_body
+from model_server.batching import Batcher
+from model_server.http import Connection, ServerState
+from model_server.logs import AccessLog, PredictionLog
+from model_server.metrics import Metrics
+from model_server.model import Model
+from model_server.settings import ServerSettings
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SHUTDOWN_POLL_S = 0.05
+LOG_FLUSH_S = 1.0
+
+
+def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: not ready at once, keep answering (with
+    Connection: close) for `drain_s`, stop accepting, finish what is in flight, exit."""
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    model.warm_up()
+    metrics = Metrics(settings.max_batch_size)
+    metrics.load_seconds.set(model.load_seconds)
+    metrics.model_info.labels(model.name, model.version, model.sha256).set(1)
+    access_log = AccessLog(settings.access_log)
+    prediction_log = PredictionLog(settings.prediction_log_dir, settings.prediction_log_sample_rate)
+    batcher = Batcher(model, settings.max_batch_size, settings.max_batch_wait_ms / 1000, metrics.observe_batch, loop)
+    state = ServerState(max_body_bytes=settings.max_body_bytes, request_timeout_s=settings.request_timeout_s,
+                        keepalive_timeout_s=settings.keepalive_timeout_s)
+    app = ModelApp(model, batcher, state, metrics, access_log, prediction_log)
+
+    def make_connection() -> Connection:
+        return Connection(state, app, error_body)
+
+    server = loop.run_until_complete(loop.create_server(make_connection, sock=listener, backlog=1024))
+    state.ready = True
+
+    def finish_in_flight(deadline: float, adopted: list[asyncio.Task[object]]) -> None:
+        for connection in list(state.connections):
+            if connection.idle:
+                connection.close()
+        if (state.connections or not all(task.done() for task in adopted)) and loop.time() < deadline:
+            loop.call_later(SHUTDOWN_POLL_S, finish_in_flight, deadline, adopted)
+        else:
+            loop.stop()
+
+    def stop_accepting() -> None:
+        # Serve whatever the kernel already queued for us: a connection left in the backlog
+        # when the socket closes is reset, losing a request the client has sent.
+        adopted: list[asyncio.Task[object]] = []
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # BlockingIOError: the backlog is empty
+                break
+            adopted.append(loop.create_task(loop.connect_accepted_socket(make_connection, client)))
+        server.close()
+        finish_in_flight(loop.time() + settings.shutdown_timeout_s, adopted)
+
+    def begin_shutdown() -> None:
+        if not state.draining:
+            state.ready = False
+            state.draining = True
+            loop.call_later(settings.drain_s, stop_accepting)
+
+    def flush_prediction_log() -> None:
+        prediction_log.flush()
+        loop.call_later(LOG_FLUSH_S, flush_prediction_log)
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, begin_shutdown)
+    # A supervisor forks workers with these blocked; any that arrived meanwhile are delivered now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    flush_prediction_log()
+    try:
+        loop.run_forever()
+    finally:
+        access_log.flush()
+        prediction_log.close()
+        loop.close()

@@ -1,0 +1,128 @@
+"""Concurrent requests share predict calls, and each caller gets exactly its own rows back."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import APP_DIR, start_server
+
+sys.path.insert(0, str(APP_DIR))
+from model_server.batching import Batcher
+from model_server.errors import BadRequest
+
+
+class RecordingModel:
+    """Echoes each row's first feature, so a caller can tell its rows from anyone else's."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        self.calls.append(len(rows))
+        if np.isnan(rows).any():
+            raise ValueError("Input contains NaN")
+        return {name: rows[:, 0] * (2 if name == "double" else 1) for name in outputs}
+
+
+def run_batcher(requests: list[tuple[np.ndarray, frozenset[str]]], max_batch: int = 8,
+                wait_s: float = 0.0) -> tuple[RecordingModel, list[Any], list[tuple[int, list[float]]]]:
+    model = RecordingModel()
+    observed: list[tuple[int, list[float]]] = []
+
+    async def scenario() -> list[Any]:
+        batcher = Batcher(model, max_batch, wait_s, lambda rows, waits: observed.append((rows, waits)),
+                          asyncio.get_running_loop())  # type: ignore[arg-type]
+        futures = [batcher.submit(rows, outputs) for rows, outputs in requests]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    return model, asyncio.run(scenario()), observed
+
+
+def rows_of(*values: float) -> np.ndarray:
+    return np.array([[v, 0, 0, 0] for v in values], dtype=float)
+
+
+def test_requests_arriving_together_share_one_predict_and_get_their_own_rows() -> None:
+    requests = [(rows_of(i, i + 0.5), frozenset({"predict"})) for i in range(3)]
+    model, results, observed = run_batcher(requests)
+    assert model.calls == [6]
+    assert observed[0][0] == 6 and len(observed[0][1]) == 3
+    for i, result in enumerate(results):
+        assert result["predict"].tolist() == [i, i + 0.5]
+
+
+def test_batches_never_exceed_the_maximum_and_a_bigger_request_goes_alone() -> None:
+    requests = [(rows_of(*range(3)), frozenset({"predict"})) for _ in range(5)]
+    requests.append((rows_of(*range(20)), frozenset({"predict"})))
+    model, results, _ = run_batcher(requests, max_batch=8)
+    assert model.calls == [6, 6, 3, 20]
+    assert results[-1]["predict"].tolist() == list(range(20))
+
+
+def test_each_caller_gets_only_the_outputs_it_asked_for() -> None:
+    requests = [(rows_of(1), frozenset({"predict"})), (rows_of(2), frozenset({"double"}))]
+    _, results, _ = run_batcher(requests)
+    assert results[0].keys() == {"predict"} and results[1].keys() == {"double"}
+    assert results[1]["double"].tolist() == [4]
+
+
+def test_a_bad_request_fails_alone() -> None:
+    requests = [(rows_of(1), frozenset({"predict"})), (rows_of(float("nan")), frozenset({"predict"})),
+                (rows_of(3), frozenset({"predict"}))]
+    model, results, _ = run_batcher(requests)
+    assert results[0]["predict"].tolist() == [1] and results[2]["predict"].tolist() == [3]
+    assert isinstance(results[1], BadRequest) and "Input contains NaN" in results[1].message
+    assert model.calls[0] == 3  # tried together first
+
+
+def test_waiting_gathers_requests_submitted_later() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        batcher = Batcher(model, 64, 0.05, lambda rows, waits: None, loop)  # type: ignore[arg-type]
+        first = batcher.submit(rows_of(1), frozenset({"predict"}))
+        await asyncio.sleep(0.01)
+        second = batcher.submit(rows_of(2), frozenset({"predict"}))
+        return await asyncio.gather(first, second)
+
+    results = asyncio.run(scenario())
+    assert model.calls == [2]
+    assert [r["predict"].tolist() for r in results] == [[1], [2]]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_concurrent_http_clients_each_get_exactly_their_rows(tmp_path: Path, model: Any, workers: str) -> None:
+    server = start_server(tmp_path, MODEL_WORKERS=workers, MODEL_MAX_BATCH_WAIT_MS="5", MODEL_MAX_BATCH_SIZE="32")
+    generator = np.random.default_rng(3)
+    inputs = [generator.uniform(0, 8, size=(int(generator.integers(1, 4)), 4)) for _ in range(240)]
+
+    def call(index: int) -> tuple[int, dict[str, Any]]:
+        document = {"id": str(index), "inputs": [{"name": "x", "shape": list(inputs[index].shape),
+                                                  "datatype": "FP64", "data": inputs[index].tolist()}]}
+        return index, server.infer(document).json()
+
+    try:
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            answers = list(pool.map(call, range(len(inputs))))
+        for index, body in answers:
+            assert body["id"] == str(index)
+            outputs = {o["name"]: o for o in body["outputs"]}
+            np.testing.assert_allclose(np.array(outputs["predict_proba"]["data"]).reshape(-1, 3),
+                                       model.predict_proba(inputs[index]))
+            assert outputs["predict"]["data"] == model.predict(inputs[index]).tolist()
+        metrics = server.request("GET", "/metrics").body.decode()
+        calls = float(re.search(r"^model_server_batch_rows_count ([\d.]+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+        assert calls < len(inputs), "requests were not batched"
+    finally:
+        assert server.stop() == 0
