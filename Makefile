@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STACK  ?= dev
 
-.PHONY: plan test lint typecheck unit clean
+.PHONY: plan test lint typecheck unit serve model bench image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -23,9 +23,27 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy infra __main__.py
+	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py
 
 unit: $(VENV)/.installed
 	$(PYTHON) -m pytest -q
+
+## serve: the model server on the bundled model at http://127.0.0.1:8080
+serve: $(VENV)/.installed
+	PYTHONPATH=app MODEL_PATH=app/model.pkl MODEL_SHA256=$$(cut -d' ' -f1 app/model.pkl.sha256) \
+	  MODEL_NAME=iris MODEL_HOST=127.0.0.1 $(PYTHON) -m model_server
+
+## model: retrain app/model.pkl (deterministic) and its sha256
+model: $(VENV)/.installed
+	$(PYTHON) app/train.py
+
+## bench: this server against MLServer 1.7.1 on the same model (needs wrk)
+bench: $(VENV)/.installed
+	$(PYTHON) bench/run.py --json bench/results.json
+
+## image: build the model server's image
+image:
+	docker build -t model-server:local app
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

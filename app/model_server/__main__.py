@@ -14,6 +14,7 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
@@ -137,7 +138,15 @@ def main() -> int:
             f"MODEL_{'_'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}" for e in error.errors())
         print(f"refusing to start: invalid settings: {problems}", file=sys.stderr)
         return 2
-    metrics.prepare(settings.metrics_dir)
+    metrics_dir = metrics.prepare(settings.metrics_dir)
+    try:
+        return serve(settings)
+    finally:
+        if settings.metrics_dir is None:  # ours alone: do not leave it behind in /dev/shm
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def serve(settings: ServerSettings) -> int:
     if settings.prediction_log_dir is not None and settings.prediction_log_sample_rate > 0 and not os.access(
             settings.prediction_log_dir, os.W_OK):
         print(f"refusing to start: MODEL_PREDICTION_LOG_DIR {settings.prediction_log_dir} is not a writable "

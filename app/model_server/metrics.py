@@ -18,8 +18,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def prepare(directory: Path | None) -> Path:
-    """Create a clean metrics directory and point prometheus_client at it."""
-    path = directory or Path(tempfile.mkdtemp(prefix="model-server-metrics-"))
+    """Create a clean metrics directory and point prometheus_client at it. By default it is
+    in /dev/shm, which container runtimes mount writable even on a read-only root."""
+    shared_memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    path = directory or Path(tempfile.mkdtemp(prefix="model-server-metrics-", dir=shared_memory))
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()

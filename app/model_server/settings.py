@@ -34,7 +34,7 @@ class ServerSettings(BaseSettings):
     workers: int = Field(
         default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=64,
         description="Worker processes; defaults to the CPUs this process may run on.")
-    max_batch_size: int = Field(64, ge=1, le=65536, description="Most rows coalesced into one predict call.")
+    max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows coalesced into one predict call.")
     max_batch_wait_ms: float = Field(
         0.0, ge=0, le=1000,
         description="How long a request may wait for others to share its batch (0: batch only what arrived together).")
@@ -50,7 +50,7 @@ class ServerSettings(BaseSettings):
     prediction_log_sample_rate: float = Field(
         0.0, ge=0, le=1, description="Fraction of requests whose inputs and outputs are logged.")
     metrics_dir: Path | None = Field(
-        None, description="Where workers share Prometheus metrics; default: a fresh directory under $TMPDIR.")
+        None, description="Where workers share Prometheus metrics; default: a fresh directory in /dev/shm.")
 
     @model_validator(mode="after")
     def _pinned(self) -> ServerSettings:

@@ -19,10 +19,9 @@ from typing import Any
 import joblib
 import pytest
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-sys.path.insert(0, str(APP_DIR))
+from train import train
 
-from train import train  # noqa: E402
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
 
 
 def free_port() -> int:

@@ -21,8 +21,8 @@ class ShutdownReport:
     exited_after_s: float
 
 
-def _client(port: int, stop: threading.Event, outcomes: Counter[str], lock: threading.Lock) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _client(host: str, port: int, stop: threading.Event, outcomes: Counter[str], lock: threading.Lock) -> None:
+    connection = http.client.HTTPConnection(host, port, timeout=10)
     while not stop.is_set():
         try:
             connection.connect() if connection.sock is None else None
@@ -44,12 +44,13 @@ def _client(port: int, stop: threading.Event, outcomes: Counter[str], lock: thre
             outcomes[outcome] += 1
 
 
-def terminate_under_load(port: int, send_sigterm: Callable[[], None], wait_exit: Callable[[float], int | None],
-                         clients: int = 8, grace_s: float = 15) -> ShutdownReport:
+def terminate_under_load(host: str, port: int, send_sigterm: Callable[[], None],
+                         wait_exit: Callable[[float], int | None], clients: int = 8,
+                         grace_s: float = 15) -> ShutdownReport:
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
     stop = threading.Event()
-    threads = [threading.Thread(target=_client, args=(port, stop, outcomes, lock), daemon=True)
+    threads = [threading.Thread(target=_client, args=(host, port, stop, outcomes, lock), daemon=True)
                for _ in range(clients)]
     for thread in threads:
         thread.start()
@@ -58,7 +59,7 @@ def terminate_under_load(port: int, send_sigterm: Callable[[], None], wait_exit:
     send_sigterm()
     ready_503_after: float | None = None
     while time.monotonic() - signalled < 2 and ready_503_after is None:
-        probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        probe = http.client.HTTPConnection(host, port, timeout=2)
         try:
             probe.request("GET", "/v2/health/ready")
             if probe.getresponse().status == 503:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.app.conftest import APP_DIR, start_server
-
-sys.path.insert(0, str(APP_DIR))
 from model_server.batching import Batcher
 from model_server.errors import BadRequest
+from tests.app.conftest import start_server
 
 
 class RecordingModel:

@@ -6,7 +6,6 @@ import hashlib
 import io
 import pickle
 import re
-import sys
 from pathlib import Path
 
 import joblib
@@ -14,12 +13,10 @@ import pytest
 import sklearn
 import skops.io
 
-from tests.app.conftest import APP_DIR, start_server, write_model
-
-sys.path.insert(0, str(APP_DIR))
 from model_server.errors import ModelLoadError
 from model_server.model import load_model
 from model_server.settings import ServerSettings
+from tests.app.conftest import start_server, write_model
 from train import train
 
 

@@ -18,7 +18,8 @@ def test_sigterm_under_load_loses_no_request(tmp_path: Path) -> None:
             server.process.kill()
             return None
 
-    report = terminate_under_load(server.port, lambda: server.process.send_signal(signal.SIGTERM), wait_exit)
+    report = terminate_under_load(
+        "127.0.0.1", server.port, lambda: server.process.send_signal(signal.SIGTERM), wait_exit)
     lost = {outcome: n for outcome, n in report.outcomes.items() if outcome not in ("ok", "refused")}
     assert lost == {}, report
     assert report.outcomes["ok"] > 100

@@ -1,0 +1,194 @@
+"""The image, built and run for real with Docker.
+
+No registry is reachable here, so the base image is built offline: a Debian bookworm
+root filesystem from debootstrap (with the host's CA bundle, which trusts the proxy in
+front of PyPI), imported into Docker, and passed as BASE_IMAGE. Real users build on the
+Dockerfile's default, python:3.11-slim-bookworm.
+
+On a machine without Docker these tests skip, saying why; CI sets REQUIRE_DOCKER=1 so
+that there they fail instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import APP_DIR
+from tests.app.shutdown import terminate_under_load
+
+BASE_IMAGE = "model-serving-test/bookworm-python:offline"
+IMAGE = "model-serving-test/model-server:test"
+UID = "10001"
+MAX_IMAGE_BYTES = 450 * 1000 * 1000
+
+
+def docker_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    probe = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"the Docker engine is not reachable ({probe.stderr.strip().splitlines()[-1:]})"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def require_docker() -> None:
+    problem = docker_problem()
+    if problem is None:
+        return
+    if os.environ.get("REQUIRE_DOCKER") == "1":
+        pytest.fail(f"REQUIRE_DOCKER=1 but {problem}")
+    pytest.skip(f"container tests need Docker: {problem}")
+
+
+def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def build_offline_base() -> None:
+    if docker("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
+        return
+    if shutil.which("debootstrap") is None:
+        pytest.fail("building the offline base image needs debootstrap (apt-get install debootstrap)")
+    with tempfile.TemporaryDirectory(prefix="bookworm-") as directory:
+        root = Path(directory) / "root"
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+                        "bookworm", str(root)], check=True, capture_output=True, timeout=900)
+        shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
+        # Like the official slim images: no package caches or lists in the base.
+        for cache in ("var/cache/apt", "var/lib/apt/lists"):
+            shutil.rmtree(root / cache)
+            (root / cache).mkdir()
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
+        assert tar.wait() == 0
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    build_offline_base()
+    result = docker("build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", "VERSION=test",
+                    "-t", IMAGE, str(APP_DIR), timeout=1200, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return IMAGE
+
+
+def model_sha256() -> str:
+    return hashlib.sha256((APP_DIR / "model.pkl").read_bytes()).hexdigest()
+
+
+def container_address(container: str) -> str:
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).stdout.strip()
+
+
+def run_container(image: str, *env: str) -> str:
+    arguments = ["run", "-d", "--read-only", "--user", UID, "-e", "MODEL_NAME=iris", "-e", "MODEL_WORKERS=2",
+                 "-e", "MODEL_DRAIN_S=1"]
+    for variable in env:
+        arguments += ["-e", variable]
+    return docker(*arguments, image).stdout.strip()
+
+
+def wait_ready(address: str, timeout: float = 60) -> None:
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection(address, 8080, timeout=2)
+            connection.request("GET", "/v2/health/ready")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"container at {address} not ready within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def container(image: str) -> Iterator[str]:
+    name = run_container(image, f"MODEL_SHA256={model_sha256()}")
+    try:
+        wait_ready(container_address(name))
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def http_json(address: str, method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, object]:
+    import http.client
+
+    connection = http.client.HTTPConnection(address, 8080, timeout=10)
+    connection.request(method, path, json.dumps(body) if body else None, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_image_is_small_non_root_and_labelled(image: str) -> None:
+    config = json.loads(docker("image", "inspect", image).stdout)[0]
+    assert config["Size"] < MAX_IMAGE_BYTES, f"{config['Size'] / 1e6:.0f} MB"
+    assert config["Config"]["User"] == f"{UID}:{UID}"
+    assert config["Config"]["Entrypoint"] == ["python", "-m", "model_server"]
+    assert config["Config"]["Labels"]["org.opencontainers.image.version"] == "test"
+    assert config["Config"]["Healthcheck"]["Test"][0] == "CMD"
+
+
+def test_health_metadata_and_inference_on_a_read_only_root(container: str) -> None:
+    address = container_address(container)
+    assert http_json(address, "GET", "/v2/health/live") == (200, {"live": True})
+    status, metadata = http_json(address, "GET", "/v2/models/iris")
+    assert status == 200 and metadata["inputs"][0]["shape"] == [-1, 4]  # type: ignore[index]
+    status, answer = http_json(address, "POST", "/v2/models/iris/infer", {"inputs": [
+        {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]})
+    assert status == 200
+    assert answer["outputs"][0]["data"] == [0, 2]  # type: ignore[index]
+    assert docker("exec", container, "id", "-u").stdout.strip() == UID
+    assert docker("exec", container, "touch", "/app/x", check=False).returncode != 0  # the root is read-only
+
+
+def test_healthcheck_command_passes(image: str, container: str) -> None:
+    command = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]["Healthcheck"]["Test"][1:]
+    assert docker("exec", container, *command, check=False).returncode == 0
+
+
+def test_wrong_pin_stops_the_container_with_a_clear_message(image: str) -> None:
+    name = run_container(image, f"MODEL_SHA256={'0' * 64}")
+    try:
+        assert docker("wait", name, timeout=60).stdout.strip() == "1"
+        assert "refusing to start" in docker("logs", name).stderr
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_sigterm_under_load_loses_no_request(image: str) -> None:
+    name = run_container(image, f"MODEL_SHA256={model_sha256()}")
+    try:
+        address = container_address(name)
+        wait_ready(address)
+
+        def wait_exit(timeout: float) -> int | None:
+            try:
+                return int(docker("wait", name, timeout=timeout).stdout.strip())
+            except subprocess.TimeoutExpired:
+                return None
+
+        # docker stop's default grace period is 10 s: exiting within it is the requirement.
+        report = terminate_under_load(address, 8080, lambda: docker("kill", "--signal", "TERM", name), wait_exit,
+                                      grace_s=10)
+        lost = {outcome: n for outcome, n in report.outcomes.items() if outcome not in ("ok", "refused")}
+        assert lost == {}, report
+        assert report.outcomes["ok"] > 100, report
+        assert report.ready_503_after_s is not None and report.ready_503_after_s < 0.5, report
+        assert report.exit_code == 0, docker("logs", name).stdout[-2000:]
+        assert report.exited_after_s < 10
+    finally:
+        docker("rm", "-f", name, check=False)
