@@ -23,22 +23,30 @@ class ShutdownReport:
 
 def _client(host: str, port: int, stop: threading.Event, outcomes: Counter[str], lock: threading.Lock) -> None:
     connection = http.client.HTTPConnection(host, port, timeout=10)
+    served = 0  # answers received on the current connection
     while not stop.is_set():
         try:
-            connection.connect() if connection.sock is None else None
+            if connection.sock is None:
+                connection.connect()
+                served = 0
         except OSError:
             with lock:
-                outcomes["refused"] += 1  # never accepted: not a lost request
+                outcomes["refused"] += 1
             return
         try:
             connection.request("POST", "/v2/models/iris/infer", BODY, {"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
             outcome = "ok" if response.status == 200 else f"status {response.status}"
+            served += 1
             if response.will_close:
                 connection.close()
         except (http.client.HTTPException, OSError) as error:
-            outcome = f"lost: {type(error).__name__}"  # sent, but no complete answer
+            # On a connection the server has answered before, the request was accepted and then
+            # dropped: lost. A brand-new connection reset without an answer was completed by the
+            # kernel as the socket closed but never accepted by the server: refused, like a
+            # closed port (https://man7.org/linux/man-pages/man2/listen.2.html, the backlog).
+            outcome = f"lost: {type(error).__name__}" if served else "refused"
             connection.close()
         with lock:
             outcomes[outcome] += 1
