@@ -1,16 +1,26 @@
-"""The whole stack, in order: settings → network → cluster → node pools → add-ons → registry."""
+"""The whole stack, in order: settings → network → cluster → node pools → add-ons → platform →
+registry and image → model service."""
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.addons import AFTER_NODES, BEFORE_NODES, EksAddons, EksAddonsArgs
 from infra.cluster import Cluster, ClusterArgs
+from infra.model_image import AppArtifact, ModelImage, ModelImageArgs
+from infra.model_service import ModelService, ModelServiceArgs
 from infra.network import Network, NetworkArgs
 from infra.node_pools import NodePool, NodePoolArgs
+from infra.platform.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from infra.platform.gpu import GpuSupport, GpuSupportArgs
+from infra.platform.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
+from infra.platform.metrics_server import MetricsServer, MetricsServerArgs
+from infra.platform.storage import Storage, StorageArgs
 from infra.registry import Registry, RegistryArgs
 from infra.settings import settings_from_runtime
 
-settings = settings_from_runtime()  # raises, listing every config problem, before any resource exists
+# Both raise, naming every problem, before any resource exists.
+settings = settings_from_runtime()
+app = AppArtifact.inspect()
 
 # Every AWS resource uses this explicit provider; the stack files disable the default one.
 aws_provider = aws.Provider("aws", region=settings.region)
@@ -31,11 +41,39 @@ node_pools = {
     )
     for pool_name, pool in settings.node_pools.items()
 }
-EksAddons(
+core_addons = EksAddons(
     "core", EksAddonsArgs(settings=settings, cluster_name=cluster.name, addon_names=AFTER_NODES,
                           wait_for=list(node_pools.values())),
     opts=uses_aws)
+
+# The Kubernetes layer talks to this cluster only, through the provider built from its kubeconfig.
+on_cluster = pulumi.ResourceOptions(providers=[aws_provider, cluster.kubernetes_provider])
+nodes_ready = [*node_pools.values(), core_addons]
+ingress = LoadBalancerController(
+    "ingress", LoadBalancerControllerArgs(settings=settings, cluster_name=cluster.name, account_id=cluster.account_id,
+                                          vpc_id=network.vpc_id, wait_for=nodes_ready), opts=on_cluster)
+ClusterAutoscaler(
+    "autoscaler", ClusterAutoscalerArgs(settings=settings, cluster_name=cluster.name, account_id=cluster.account_id,
+                                        wait_for=nodes_ready), opts=on_cluster)
+MetricsServer("metrics", MetricsServerArgs(settings=settings, wait_for=nodes_ready), opts=on_cluster)
+if settings.has_gpu_pool:
+    GpuSupport("gpu", GpuSupportArgs(wait_for=nodes_ready), opts=on_cluster)
+storage = Storage(
+    "storage", StorageArgs(settings=settings, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
+                           private_subnet_ids=network.private_subnet_ids_per_zone), opts=on_cluster)
+
 registry = Registry("registry", RegistryArgs(settings=settings), opts=uses_aws)
+image = ModelImage(
+    "image", ModelImageArgs(settings=settings, artifact=app, repository_url=registry.repository_url,
+                            registry_id=registry.registry_id, provider=aws_provider), opts=uses_aws)
+model_service = ModelService(
+    "model",
+    ModelServiceArgs(settings=settings, image_ref=image.image_ref, model_sha256=app.model_sha256,
+                     vpc_cidr=network.vpc_cidr, shared_storage_class=storage.shared_storage_class,
+                     ingress_class=ingress.ingress_class,
+                     # The controller's webhooks must answer before pods and Ingresses are created.
+                     wait_for=[ingress.release, core_addons, *storage.mount_targets]),
+    opts=on_cluster)
 
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
@@ -55,3 +93,6 @@ pulumi.export("nodePools", {
     }
     for pool_name, pool in settings.node_pools.items()
 })
+pulumi.export("modelUrl", model_service.url)
+pulumi.export("imageRef", image.image_ref)
+pulumi.export("ingressClass", ingress.ingress_class)

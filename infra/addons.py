@@ -43,10 +43,15 @@ ADDONS: dict[str, AddonSpec] = {
     ),
     "kube-proxy": AddonSpec(),
     "coredns": AddonSpec(),
+    # Storage drivers: their controllers call EC2/EFS APIs with AWS managed policies.
+    "aws-ebs-csi-driver": AddonSpec(
+        service_account="ebs-csi-controller-sa", managed_policies=("service-role/AmazonEBSCSIDriverPolicy",)),
+    "aws-efs-csi-driver": AddonSpec(
+        service_account="efs-csi-controller-sa", managed_policies=("service-role/AmazonEFSCSIDriverPolicy",)),
 }
 
 BEFORE_NODES: tuple[str, ...] = (POD_IDENTITY_AGENT, "vpc-cni", "kube-proxy")
-AFTER_NODES: tuple[str, ...] = ("coredns",)
+AFTER_NODES: tuple[str, ...] = ("coredns", "aws-ebs-csi-driver", "aws-efs-csi-driver")
 
 
 @dataclass(frozen=True)

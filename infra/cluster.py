@@ -32,6 +32,7 @@ class Cluster(pulumi.ComponentResource):
     node_role_arn: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
+    account_id: str
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:cluster:Cluster", name, None, opts)
@@ -98,7 +99,12 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
 
-        for principal_name, principal_arn in self._admin_principals(settings, args.provider).items():
+        invoke = pulumi.InvokeOptions(provider=args.provider)
+        caller = aws.get_caller_identity(opts=invoke)
+        self.account_id = caller.account_id
+        # An assumed-role session ARN cannot be an access entry; its role's ARN can.
+        deployer = aws.iam.get_session_context(arn=caller.arn, opts=invoke).issuer_arn
+        for principal_name, principal_arn in admin_principals(settings, deployer).items():
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{principal_name}", cluster_name=cluster.name, principal_arn=principal_arn,
                 type="STANDARD", tags=settings.tags, opts=child)
@@ -127,19 +133,16 @@ class Cluster(pulumi.ComponentResource):
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": self.kubeconfig})
 
-    @staticmethod
-    def _admin_principals(settings: StackSettings, provider: aws.Provider) -> dict[str, str]:
-        """Cluster admins: configured principals plus whoever runs `pulumi up` (it must reach the API
-        to install the Kubernetes layer), keyed by a stable resource-name suffix."""
-        invoke = pulumi.InvokeOptions(provider=provider)
-        caller = aws.get_caller_identity(opts=invoke)
-        # An assumed-role session ARN cannot be an access entry; its role's ARN can.
-        deployer = aws.iam.get_session_context(arn=caller.arn, opts=invoke).issuer_arn
-        principals = {"deployer": deployer}
-        for arn in settings.admin_principal_arns:
-            if arn != deployer:
-                principals[re.sub(r"[^a-zA-Z0-9-]", "-", arn.split(":", 5)[5])] = arn
-        return principals
+
+
+def admin_principals(settings: StackSettings, deployer: str) -> dict[str, str]:
+    """Cluster admins: whoever runs `pulumi up` (it must reach the API to install the Kubernetes
+    layer) plus the configured principals, keyed by a stable resource-name suffix."""
+    principals = {"deployer": deployer}
+    for arn in settings.admin_principal_arns:
+        if arn != deployer:
+            principals[re.sub(r"[^a-zA-Z0-9-]", "-", arn.split(":", 5)[5])] = arn
+    return principals
 
 
 def kubeconfig(cluster_name: str, endpoint: str, certificate_authority: str, region: str) -> str:

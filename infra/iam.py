@@ -48,10 +48,31 @@ def role_with_policies(
     actions = ("sts:AssumeRole", "sts:TagSession") if service == POD_IDENTITY_PRINCIPAL else ("sts:AssumeRole",)
     role = aws.iam.Role(name, assume_role_policy=trust_policy(service, actions), tags=tags, opts=opts)
     grants: list[pulumi.Output[str]] = [
-        aws.iam.RolePolicyAttachment(
-            f"{name}-{policy}", role=role.name, policy_arn=managed_policy_arn(partition, policy), opts=opts).id
+        aws.iam.RolePolicyAttachment(f"{name}-{policy.rsplit('/', 1)[-1]}", role=role.name,
+                                     policy_arn=managed_policy_arn(partition, policy), opts=opts).id
         for policy in managed_policies
     ]
     if inline_policy is not None:
         grants.append(aws.iam.RolePolicy(name, role=role.id, policy=inline_policy, opts=opts).id)
     return pulumi.Output.all(role.arn, *grants).apply(lambda values: str(values[0]))
+
+
+def pod_identity_role(
+    name: str,
+    *,
+    cluster_name: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+    policy: pulumi.Input[str],
+    partition: str,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> aws.eks.PodIdentityAssociation:
+    """A role with our own policy, bound to one Kubernetes service account through EKS Pod Identity.
+    Whatever runs as that account should depend on the returned association: a pod started
+    before it exists runs without AWS credentials."""
+    role_arn = role_with_policies(name, service=POD_IDENTITY_PRINCIPAL, partition=partition, tags=tags,
+                                  inline_policy=policy, opts=opts)
+    return aws.eks.PodIdentityAssociation(
+        name, cluster_name=cluster_name, namespace=namespace, service_account=service_account,
+        role_arn=role_arn, tags=tags, opts=opts)

@@ -21,6 +21,7 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     vpc_cidr: str
     private_subnet_ids: pulumi.Output[list[str]]
+    private_subnet_ids_per_zone: list[pulumi.Output[str]]
     public_subnet_ids: pulumi.Output[list[str]]
     zones: Sequence[str]
 
@@ -136,7 +137,8 @@ class Network(pulumi.ComponentResource):
 
         self.vpc_id = vpc.id
         self.vpc_cidr = settings.vpc_cidr
-        self.private_subnet_ids = pulumi.Output.all(*[subnet.id for subnet in private_subnets])
+        self.private_subnet_ids_per_zone = [subnet.id for subnet in private_subnets]
+        self.private_subnet_ids = pulumi.Output.all(*self.private_subnet_ids_per_zone)
         self.public_subnet_ids = pulumi.Output.all(*[subnet.id for subnet in public_subnets])
         self.register_outputs({
             "vpcId": self.vpc_id,

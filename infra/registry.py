@@ -40,6 +40,7 @@ def lifecycle_policy(keep_images: int) -> str:
 class Registry(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
     repository_name: pulumi.Output[str]
+    registry_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:registry:Registry", name, None, opts)
@@ -63,4 +64,5 @@ class Registry(pulumi.ComponentResource):
         )
         self.repository_url = repository.repository_url
         self.repository_name = repository.name
+        self.registry_id = repository.registry_id
         self.register_outputs({"repositoryUrl": self.repository_url})

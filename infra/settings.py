@@ -44,6 +44,13 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 PRINCIPAL_ARN_PATTERN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 POOL_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,22}[a-z0-9])?$")
+MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+ACM_ARN_PATTERN = re.compile(
+    r"^arn:aws(-[a-z]+)*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-\d{1,2}):\d{12}:certificate/[0-9a-f-]{36}$")
+CPU_PATTERN = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<milli>m)?$")
+MEMORY_PATTERN = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
+MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
 # ---------------------------------------------------------------------------
@@ -193,6 +200,49 @@ def _pool_name(value: str) -> str:
     return value
 
 
+def _cpu(value: str) -> str:
+    if not CPU_PATTERN.match(value) or cpu_cores(value) <= 0:
+        raise PydanticCustomError("stack_config", "'{value}' is not a CPU quantity",
+                                  {"value": value, "fix": "write cores like 500m, 1 or 1.5"})
+    return value
+
+
+def _memory(value: str) -> str:
+    if not MEMORY_PATTERN.match(value) or memory_bytes(value) <= 0:
+        raise PydanticCustomError("stack_config", "'{value}' is not a memory quantity",
+                                  {"value": value, "fix": "write bytes like 512Mi or 2Gi"})
+    return value
+
+
+def cpu_cores(quantity: str) -> float:
+    match = CPU_PATTERN.match(quantity)
+    assert match is not None
+    return float(match["number"]) / (1000 if match["milli"] else 1)
+
+
+def memory_bytes(quantity: str) -> int:
+    match = MEMORY_PATTERN.match(quantity)
+    assert match is not None
+    return int(match["number"]) * MEMORY_UNITS[match["unit"]]
+
+
+def _certificate_arn(value: str) -> str:
+    if not ACM_ARN_PATTERN.match(value):
+        raise PydanticCustomError(
+            "stack_config", "'{value}' is not an ACM certificate ARN",
+            {"value": value, "fix": "use arn:aws:acm:<region>:<account>:certificate/<id> "
+                                    "(aws acm list-certificates), or remove it to serve plain HTTP"})
+    return value
+
+
+def _model_name(value: str) -> str:
+    if not MODEL_NAME_PATTERN.match(value):
+        raise PydanticCustomError(
+            "stack_config", "'{value}' cannot be a model name in URLs",
+            {"value": value, "fix": "use lowercase letters, digits, '.', '_' or '-', e.g. iris"})
+    return value
+
+
 InstanceType = Annotated[str, AfterValidator(_instance_type)]
 Ipv4Cidr = Annotated[str, AfterValidator(_ipv4_cidr)]
 PoolName = Annotated[str, AfterValidator(_pool_name)]
@@ -263,6 +313,59 @@ class NodePoolSettings(ConfigModel):
         return instance_types.accelerator(self.instance_types[0]) if self.gpu else None
 
 
+class ModelServiceSettings(ConfigModel):
+    """The model-serving workload: how many replicas, where they run, what each may use."""
+
+    name: Annotated[str, AfterValidator(_model_name)] = Field("iris", description="Model name in the URLs.")
+    version: Annotated[str, AfterValidator(_model_name)] = Field("1", description="Model version served.")
+    pool: str = Field("cpu", description="Node pool the pods run on (a key of nodePools).")
+    gpus: int = Field(0, ge=0, le=8, description="NVIDIA GPUs per pod; more than 0 needs a GPU pool.")
+    replicas: int = Field(2, ge=1, le=100, description="Pods at creation; the autoscaler owns the count afterwards.")
+    min_replicas: int = Field(2, ge=1, le=100, description="Fewest pods the autoscaler keeps.")
+    max_replicas: int = Field(6, ge=1, le=100, description="Most pods the autoscaler starts.")
+    target_cpu_utilization: int = Field(
+        70, ge=10, le=100, description="CPU use (% of request) the autoscaler aims at.")
+    cpu_request: Annotated[str, AfterValidator(_cpu)] = Field("1", description="CPU reserved per pod.")
+    cpu_limit: Annotated[str, AfterValidator(_cpu)] = Field(
+        "1", description="CPU cap per pod; sets the server's workers.")
+    memory_request: Annotated[str, AfterValidator(_memory)] = Field("512Mi", description="Memory reserved per pod.")
+    memory_limit: Annotated[str, AfterValidator(_memory)] = Field("1Gi", description="Memory cap per pod.")
+    max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows per predict call.")
+    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a request may wait to share a batch.")
+    prediction_log_sample_rate: float = Field(
+        0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
+    certificate_arn: Annotated[str, AfterValidator(_certificate_arn)] | None = Field(
+        None, description="ACM certificate for HTTPS (HTTP redirects to it); none: plain HTTP.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelServiceSettings:
+        errors: list[InitErrorDetails] = []
+        if self.min_replicas > self.max_replicas:
+            errors.append(problem_error(
+                "minReplicas", f"{self.min_replicas} is above maxReplicas {self.max_replicas}",
+                f"lower minReplicas to at most {self.max_replicas} or raise maxReplicas"))
+        elif not self.min_replicas <= self.replicas <= self.max_replicas:
+            errors.append(problem_error(
+                "replicas", f"{self.replicas} is outside [minReplicas {self.min_replicas}, "
+                            f"maxReplicas {self.max_replicas}]",
+                f"set replicas between {self.min_replicas} and {self.max_replicas}"))
+        if cpu_cores(self.cpu_limit) < cpu_cores(self.cpu_request):
+            errors.append(problem_error(
+                "cpuLimit", f"{self.cpu_limit} is below cpuRequest {self.cpu_request}",
+                f"raise cpuLimit to at least {self.cpu_request} or lower cpuRequest"))
+        if memory_bytes(self.memory_limit) < memory_bytes(self.memory_request):
+            errors.append(problem_error(
+                "memoryLimit", f"{self.memory_limit} is below memoryRequest {self.memory_request}",
+                f"raise memoryLimit to at least {self.memory_request} or lower memoryRequest"))
+        raise_problems("ModelServiceSettings", errors)
+        return self
+
+    @property
+    def workers(self) -> int:
+        """Server worker processes: one per whole CPU the pod may use."""
+        return max(1, int(cpu_cores(self.cpu_limit)))
+
+
 class StackSettings(ConfigModel):
     """Everything a stack's config says, validated. Field aliases are the config keys."""
 
@@ -282,6 +385,8 @@ class StackSettings(ConfigModel):
     control_plane_log_retention_days: Annotated[int, AfterValidator(_retention_days)]
     node_pools: dict[PoolName, NodePoolSettings]
     ecr_keep_images: int = Field(ge=1, le=1000)
+    retain_data_on_destroy: bool
+    model_service: ModelServiceSettings
 
     @property
     def production(self) -> bool:
@@ -299,6 +404,15 @@ class StackSettings(ConfigModel):
         if self.region.startswith("us-gov-"):
             return "aws-us-gov"
         return "aws"
+
+    @property
+    def system_pool(self) -> str:
+        """The CPU pool that always has nodes: cluster add-ons and controllers run there."""
+        return next(name for name, pool in self.node_pools.items() if not pool.gpu and pool.min_size >= 1)
+
+    @property
+    def has_gpu_pool(self) -> bool:
+        return any(pool.gpu for pool in self.node_pools.values())
 
     @property
     def zone_count(self) -> int:
@@ -370,6 +484,33 @@ def _check_public_endpoint(environment: str, endpoint_public_access_cidrs: list[
                     "list only your office, VPN or CI runner ranges, or [] for a private-only endpoint")
 
 
+def _check_model_placement(model_service: ModelServiceSettings,
+                           node_pools: dict[str, NodePoolSettings]) -> Iterator[Problem]:
+    pool = node_pools.get(model_service.pool)
+    if pool is None:
+        yield Problem("modelService.pool", f"'{model_service.pool}' is not a node pool; pools: "
+                      + ", ".join(node_pools), set_command("modelService.pool", next(iter(node_pools), "cpu")))
+        return
+    gpu_pools = [name for name, candidate in node_pools.items() if candidate.gpu]
+    if model_service.gpus and not pool.gpu:
+        where = f"use one of the GPU pools: {', '.join(gpu_pools)}" if gpu_pools else (
+            "this stack has no GPU pool: add one to nodePools (gpu: true), or set gpus: 0")
+        yield Problem("modelService.gpus", f"{model_service.gpus} GPU(s) requested, but pool "
+                      f"'{model_service.pool}' has no GPUs", where)
+    if pool.gpu and not model_service.gpus:
+        yield Problem("modelService.gpus", f"0 GPUs requested on GPU pool '{model_service.pool}' "
+                      "(its taint keeps CPU-only pods off, and it would waste the GPUs)",
+                      set_command("modelService.gpus", 1) + " or move the model to a CPU pool")
+
+
+def _check_certificate_region(model_service: ModelServiceSettings, region: str) -> Iterator[Problem]:
+    match = ACM_ARN_PATTERN.match(model_service.certificate_arn or "")
+    if match and match["region"] != region:
+        yield Problem("modelService.certificateArn",
+                      f"the certificate is in {match['region']}, but a load balancer in {region} "
+                      "can only use certificates from its own region", f"request or import one in {region}")
+
+
 RUNTIME_FIELDS = frozenset({"project", "stack"})
 
 CROSS_CHECKS: list[Callable[..., Iterator[Problem]]] = [
@@ -378,6 +519,8 @@ CROSS_CHECKS: list[Callable[..., Iterator[Problem]]] = [
     _check_vpc_size,
     _check_system_pool,
     _check_public_endpoint,
+    _check_model_placement,
+    _check_certificate_region,
 ]
 
 

@@ -39,6 +39,8 @@ class ResourceRecord:
     name: str
     urn: str
     parent: str | None
+    # A custom resource, or a remote component (helm.v4.Chart) that the provider expands:
+    # either way something the deployment declares, not just a grouping of ours.
     custom: bool
     inputs: dict[str, Any]
     options: dict[str, Any]
@@ -147,7 +149,7 @@ def _fake_id(type_: str, name: str) -> str:
     prefixes = {"aws:ec2/vpc:Vpc": "vpc", "aws:ec2/subnet:Subnet": "subnet", "aws:ec2/routeTable:RouteTable": "rtb",
                 "aws:ec2/natGateway:NatGateway": "nat", "aws:ec2/internetGateway:InternetGateway": "igw",
                 "aws:ec2/eip:Eip": "eipalloc", "aws:ec2/launchTemplate:LaunchTemplate": "lt",
-                "aws:ec2/securityGroup:SecurityGroup": "sg"}
+                "aws:ec2/securityGroup:SecurityGroup": "sg", "aws:efs/fileSystem:FileSystem": "fs"}
     return f"{prefixes.get(type_, name)}-{digest}"
 
 
@@ -182,6 +184,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["nodeGroupName"] = inputs.get("nodeGroupName") or name
         elif args.typ == "aws:eks/accessEntry:AccessEntry":
             outputs["principalArn"] = inputs["principalArn"]
+        elif args.typ == "aws:ecr/repository:Repository":
+            outputs["registryId"] = ACCOUNT_ID
+        elif args.typ == "docker:index/image:Image":
+            repository = str(inputs["imageName"]).rsplit(":", 1)[0]
+            digest = hashlib.sha256(str(inputs["imageName"]).encode()).hexdigest()
+            outputs["repoDigest"] = f"{repository}@sha256:{digest}"
+        elif args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
+            outputs["status"] = {"loadBalancer": {"ingress": [
+                {"hostname": f"k8s-{args.name}-{resource_id[-10:]}.{self.region}.elb.amazonaws.com"}]}}
         return outputs
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -200,6 +211,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deployer/ci-session",
                 "userId": "AROAEXAMPLE:ci-session",
                 "id": ACCOUNT_ID,
+            },
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
+                "userName": "AWS", "password": "mock-registry-password", "authorizationToken": "bW9jaw==",
+                "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com",
+                "expiresAt": "2026-12-01T00:00:00Z", "id": ACCOUNT_ID,
             },
             "aws:iam/getSessionContext:getSessionContext": {
                 "arn": args.args.get("arn"),
@@ -253,7 +269,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 name=request.name,
                 urn=response.urn,
                 parent=parent if parent and parent.startswith(stack_urn_prefix) else None,
-                custom=bool(request.custom),
+                custom=bool(request.custom or request.remote),
                 inputs=inputs,
                 options={
                     "protect": bool(request.protect),
@@ -351,6 +367,13 @@ def _summary_fields(record: ResourceRecord) -> str:
         },
         "aws:eks/accessEntry:AccessEntry": {"principal": inputs.get("principalArn")},
         "aws:cloudwatch/logGroup:LogGroup": {"retentionDays": inputs.get("retentionInDays")},
+        "kubernetes:helm.sh/v4:Chart": {"chart": inputs.get("chart"), "version": inputs.get("version")},
+        "kubernetes:helm.sh/v3:Release": {"chart": inputs.get("chart"), "version": inputs.get("version")},
+        "kubernetes:apps/v1:Deployment": {
+            "replicas": (inputs.get("spec") or {}).get("replicas"),
+            "image": ((((inputs.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+                      or [{}])[0].get("image"),
+        },
     }.get(record.type, {})
     parts = [f"{key}={value}" for key, value in pick.items() if value is not None]
     if record.options.get("protect"):

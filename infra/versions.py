@@ -31,9 +31,28 @@ KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
             "kube-proxy": "v1.35.0-eksbuild.2",
             "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
             "coredns": "v1.13.2-eksbuild.1",
+            "aws-ebs-csi-driver": "v1.55.0-eksbuild.1",
+            "aws-efs-csi-driver": "v3.0.1-eksbuild.1",
         },
         cluster_autoscaler_image_tag="v1.35.2",
     ),
 }
 
 DEFAULT_KUBERNETES_VERSION = "1.35"
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    name: str
+    version: str
+    repository: str
+
+
+HELM_CHARTS: dict[str, HelmChart] = {
+    # ingress-nginx is retired (maintenance ended March 2026); on EKS the ALB controller is the ingress.
+    "aws-load-balancer-controller": HelmChart(
+        "aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts"),
+    "cluster-autoscaler": HelmChart("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler"),
+    "nvidia-device-plugin": HelmChart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin"),
+    "metrics-server": HelmChart("metrics-server", "3.13.1", "https://kubernetes-sigs.github.io/metrics-server/"),
+}

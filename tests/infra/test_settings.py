@@ -210,3 +210,73 @@ def test_runtime_reads_config_the_way_the_language_host_passes_it(monkeypatch: p
     settings = settings_from_runtime()
     assert settings.region == "us-west-2"
     assert settings.node_pools["gpu"].gpu is True
+
+
+# -- the model service -------------------------------------------------------------------------------
+
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+
+
+def service(**fields: Any) -> dict[str, Any]:
+    return {"modelService": {"replicas": 2, "minReplicas": 2, "maxReplicas": 4, **fields}}
+
+
+def test_min_replicas_above_max() -> None:
+    found = problems(**service(replicas=3, minReplicas=5, maxReplicas=3))
+    assert found["modelService.minReplicas"].startswith("5 is above maxReplicas 3")
+
+
+def test_replicas_outside_the_autoscaler_bounds() -> None:
+    assert "outside [minReplicas 2, maxReplicas 4]" in problems(**service(replicas=9))["modelService.replicas"]
+
+
+def test_gpu_model_on_a_stack_without_a_gpu_pool() -> None:
+    found = problems(nodePools={"cpu": GOOD_POOLS["cpu"]}, **service(gpus=1))
+    assert "pool 'cpu' has no GPUs" in found["modelService.gpus"]
+    assert "this stack has no GPU pool" in found["modelService.gpus"]
+
+
+def test_gpu_model_on_a_cpu_pool_points_at_the_gpu_pool() -> None:
+    assert "use one of the GPU pools: gpu" in problems(**service(gpus=1))["modelService.gpus"]
+
+
+def test_cpu_model_on_a_gpu_pool() -> None:
+    assert "0 GPUs requested on GPU pool 'gpu'" in problems(**service(pool="gpu"))["modelService.gpus"]
+
+
+@pytest.mark.parametrize(("field", "value", "request_field"), [
+    ("cpuLimit", "500m", "cpuRequest"), ("memoryLimit", "256Mi", "memoryRequest")])
+def test_limits_below_requests(field: str, value: str, request_field: str) -> None:
+    found = problems(**service(**{field: value, request_field: {"cpuRequest": "1", "memoryRequest": "1Gi"}[
+        request_field]}))
+    assert f"is below {request_field}" in found[f"modelService.{field}"]
+
+
+def test_malformed_quantities() -> None:
+    found = problems(**service(cpuRequest="lots", memoryLimit="1GB"))
+    assert "not a CPU quantity" in found["modelService.cpuRequest"]
+    assert "not a memory quantity" in found["modelService.memoryLimit"]
+
+
+def test_unknown_pool_name_lists_the_pools() -> None:
+    assert "'gpus' is not a node pool; pools: cpu, gpu" in problems(**service(pool="gpus"))["modelService.pool"]
+
+
+@pytest.mark.parametrize("arn", ["arn:aws:iam::123456789012:server-certificate/x", "my-cert", CERTIFICATE[:-1]])
+def test_certificate_must_be_an_acm_arn(arn: str) -> None:
+    assert "is not an ACM certificate ARN" in problems(**service(certificateArn=arn))["modelService.certificateArn"]
+
+
+def test_certificate_must_be_in_the_stacks_region() -> None:
+    found = problems("prod", **service(replicas=3, minReplicas=3, certificateArn=CERTIFICATE))
+    assert "the certificate is in us-east-1, but a load balancer in eu-west-1" in found[
+        "modelService.certificateArn"]
+
+
+def test_valid_certificate_is_accepted() -> None:
+    assert load(**service(certificateArn=CERTIFICATE)).model_service.certificate_arn == CERTIFICATE
+
+
+def test_workers_follow_the_cpu_limit() -> None:
+    assert load(**service(cpuRequest="2", cpuLimit="3500m")).model_service.workers == 3
+    assert load(**service(cpuRequest="250m", cpuLimit="500m")).model_service.workers == 1

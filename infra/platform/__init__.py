@@ -1,0 +1,1 @@
+"""Cluster add-ons installed into Kubernetes: one component per file."""

@@ -1,0 +1,135 @@
+"""The ingress controller: AWS Load Balancer Controller, turning Ingresses of class `alb` into ALBs.
+
+Installed with `helm.v3.Release`: the chart generates its webhook's TLS certificate when
+it is rendered (genCA), so `helm.v4.Chart` would show a new certificate, and replace the
+secret, on every preview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from infra import iam
+from infra.node_pools import POOL_LABEL
+from infra.platform import helm
+from infra.settings import StackSettings
+
+SERVICE_ACCOUNT = "aws-load-balancer-controller"
+INGRESS_CLASS = "alb"
+CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+
+
+def controller_policy(settings: StackSettings, account_id: str) -> str:
+    """The controller's permissions for chart 3.5.0, derived from AWS's published policy for that
+    version (docs/install/iam_policy.json in kubernetes-sigs/aws-load-balancer-controller), tightened:
+    resources are limited to this region and account, writes to resources tagged for this cluster,
+    and the WAF and Shield permissions are left out because the Helm values turn those features off."""
+    arn = f"arn:{settings.partition}"
+    ec2 = f"{arn}:ec2:{settings.region}:{account_id}"
+    elb = f"{arn}:elasticloadbalancing:{settings.region}:{account_id}"
+    ours = {"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": settings.name}}
+    tagging_ours = {"StringEquals": {f"aws:RequestTag/{CLUSTER_TAG}": settings.name}}
+    balancers = [f"{elb}:targetgroup/*/*", f"{elb}:loadbalancer/net/*/*", f"{elb}:loadbalancer/app/*/*"]
+    return iam.policy_document([
+        {"Sid": "CreateServiceLinkedRole", "Effect": "Allow", "Action": ["iam:CreateServiceLinkedRole"],
+         "Resource": "*",
+         "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
+        {"Sid": "Describe", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections",
+            "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
+            "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:GetCoipPoolUsage", "ec2:DescribeCoipPools",
+            "ec2:GetSecurityGroupsForVpc", "ec2:DescribeIpamPools", "ec2:DescribeRouteTables",
+            "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeListenerCertificates",
+            "elasticloadbalancing:DescribeSSLPolicies", "elasticloadbalancing:DescribeRules",
+            "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
+            "elasticloadbalancing:DescribeTrustStores", "elasticloadbalancing:DescribeListenerAttributes",
+            "elasticloadbalancing:DescribeCapacityReservation",
+            "cognito-idp:DescribeUserPoolClient", "acm:ListCertificates", "acm:DescribeCertificate",
+            "iam:ListServerCertificates", "iam:GetServerCertificate"]},
+        {"Sid": "ManageSecurityGroupRules", "Effect": "Allow", "Resource": f"{ec2}:security-group/*",
+         "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]},
+        {"Sid": "CreateSecurityGroup", "Effect": "Allow", "Action": ["ec2:CreateSecurityGroup"], "Resource": "*"},
+        {"Sid": "TagNewSecurityGroup", "Effect": "Allow", "Action": ["ec2:CreateTags"],
+         "Resource": f"{ec2}:security-group/*",
+         "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup",
+                                        f"aws:RequestTag/{CLUSTER_TAG}": settings.name}}},
+        {"Sid": "RetagOwnSecurityGroups", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+         "Resource": f"{ec2}:security-group/*", "Condition": ours},
+        {"Sid": "ManageOwnSecurityGroups", "Effect": "Allow", "Resource": "*", "Condition": ours, "Action": [
+            "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"]},
+        {"Sid": "CreateBalancers", "Effect": "Allow", "Resource": "*", "Condition": tagging_ours, "Action": [
+            "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"]},
+        {"Sid": "ManageListenersAndRules", "Effect": "Allow", "Resource": "*", "Action": [
+            "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
+            "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule"]},
+        {"Sid": "RetagOwnBalancers", "Effect": "Allow", "Resource": balancers, "Condition": ours, "Action": [
+            "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"]},
+        {"Sid": "TagListenersAndRules", "Effect": "Allow", "Action": [
+            "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"], "Resource": [
+            f"{elb}:listener/net/*/*/*", f"{elb}:listener/app/*/*/*",
+            f"{elb}:listener-rule/net/*/*/*", f"{elb}:listener-rule/app/*/*/*"]},
+        {"Sid": "ManageOwnBalancers", "Effect": "Allow", "Resource": "*", "Condition": ours, "Action": [
+            "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
+            "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+            "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:ModifyTargetGroup",
+            "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:DeleteTargetGroup",
+            "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:ModifyCapacityReservation",
+            "elasticloadbalancing:ModifyIpPools"]},
+        {"Sid": "TagNewBalancers", "Effect": "Allow", "Action": ["elasticloadbalancing:AddTags"],
+         "Resource": balancers, "Condition": {
+             "StringEquals": {"elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer"],
+                              f"aws:RequestTag/{CLUSTER_TAG}": settings.name}}},
+        {"Sid": "RegisterTargets", "Effect": "Allow", "Resource": f"{elb}:targetgroup/*/*", "Action": [
+            "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]},
+        {"Sid": "ManageListenerSettings", "Effect": "Allow", "Resource": "*", "Action": [
+            "elasticloadbalancing:ModifyListener", "elasticloadbalancing:AddListenerCertificates",
+            "elasticloadbalancing:RemoveListenerCertificates", "elasticloadbalancing:ModifyRule",
+            "elasticloadbalancing:SetRulePriorities"]},
+    ])
+
+
+@dataclass(frozen=True)
+class LoadBalancerControllerArgs:
+    settings: StackSettings
+    cluster_name: pulumi.Input[str]
+    account_id: str
+    vpc_id: pulumi.Input[str]
+    wait_for: Sequence[pulumi.Resource] = ()
+
+
+class LoadBalancerController(pulumi.ComponentResource):
+    ingress_class = INGRESS_CLASS
+
+    def __init__(self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:platform:LoadBalancerController", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        identity = iam.pod_identity_role(
+            f"{name}-controller", cluster_name=args.cluster_name, namespace=helm.NAMESPACE,
+            service_account=SERVICE_ACCOUNT, policy=controller_policy(settings, args.account_id),
+            partition=settings.partition, tags=settings.tags, opts=child)
+        self.release = helm.release("aws-load-balancer-controller", {
+            "clusterName": args.cluster_name,
+            # Nodes allow one IMDS hop, so pods cannot look these up: pass them in.
+            "region": settings.region,
+            "vpcId": args.vpc_id,
+            "replicaCount": 2,
+            "podDisruptionBudget": {"maxUnavailable": 1},
+            "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
+            "nodeSelector": {POOL_LABEL: settings.system_pool},
+            "ingressClass": INGRESS_CLASS,
+            "createIngressClassResource": True,
+            # Not used by this stack, and their permissions are not granted.
+            "enableShield": False,
+            "enableWaf": False,
+            "enableWafv2": False,
+            # Load balancers and target groups the controller creates carry the stack's tags too.
+            "defaultTags": settings.tags,
+        }, [*args.wait_for, identity], child)
+        self.register_outputs({"ingressClass": INGRESS_CLASS})

@@ -1,0 +1,44 @@
+"""Every Kubernetes object the program declares, checked against the schema of the stack's
+Kubernetes version (kubernetes-validate, strict: unknown fields fail)."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from infra.synth import ResourceRecord, Synthesis, synthesize
+from tests.conftest import synthesized
+
+KINDS = {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+         "StorageClass", "PersistentVolumeClaim", "ServiceAccount", "Namespace"}
+
+
+def manifests(synthesis: Synthesis) -> list[ResourceRecord]:
+    return [r for r in synthesis.resources
+            if r.type.startswith("kubernetes:") and "helm.sh" not in r.type and r.type.count(":") == 2
+            and not r.type.startswith("pulumi:")]
+
+
+def test_the_program_declares_every_expected_kind(stack_synthesis: Synthesis) -> None:
+    assert {r.inputs["kind"] for r in manifests(stack_synthesis)} == KINDS
+
+
+def test_every_object_is_valid_for_the_clusters_kubernetes_version(stack_synthesis: Synthesis) -> None:
+    version = stack_synthesis.one("aws:eks/cluster:Cluster").inputs["version"]
+    for record in manifests(stack_synthesis):
+        kubernetes_validate.validate(record.inputs, version, strict=True)
+
+
+def test_strict_validation_catches_a_misspelled_field() -> None:
+    deployment = next(r for r in manifests(synthesized("dev")) if r.inputs["kind"] == "Deployment")
+    broken = {**deployment.inputs, "spec": {**deployment.inputs["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.35", strict=True)
+
+
+def test_gpu_and_https_variants_are_valid_too() -> None:
+    synthesis = synthesize("prod", {"modelService": {
+        "pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1, "maxReplicas": 2,
+        "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"}})
+    for record in manifests(synthesis):
+        kubernetes_validate.validate(record.inputs, "1.35", strict=True)

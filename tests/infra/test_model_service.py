@@ -1,0 +1,204 @@
+"""The model workload: security, probes, rollout, placement, networking, autoscaling."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.model_image import model_sha256
+from infra.synth import Synthesis, synthesize
+from tests.conftest import synthesized
+
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+
+
+def kind(synthesis: Synthesis, name: str) -> dict[str, Any]:
+    (record,) = [r for r in synthesis.resources
+                 if r.type.startswith("kubernetes:") and r.inputs.get("kind") == name
+                 and r.inputs.get("metadata", {}).get("namespace", "model-serving") == "model-serving"
+                 and (name != "StorageClass")]
+    return record.inputs
+
+
+def pod(synthesis: Synthesis) -> dict[str, Any]:
+    return kind(synthesis, "Deployment")["spec"]["template"]["spec"]
+
+
+def container(synthesis: Synthesis) -> dict[str, Any]:
+    (server,) = pod(synthesis)["containers"]
+    return server
+
+
+def environment(synthesis: Synthesis) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container(synthesis)["env"]}
+
+
+def test_pod_security_standards_restricted(stack_synthesis: Synthesis) -> None:
+    spec, server = pod(stack_synthesis), container(stack_synthesis)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = server["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["runAsNonRoot"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not any(v.get("hostPath") for v in spec["volumes"])
+    assert "hostNetwork" not in spec and "hostPID" not in spec
+    namespace = kind(stack_synthesis, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_tmp_is_an_empty_dir_because_the_root_is_read_only(stack_synthesis: Synthesis) -> None:
+    mounts = {m["mountPath"]: m["name"] for m in container(stack_synthesis)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(stack_synthesis)["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    claim = volumes[mounts["/var/log/predictions"]]["persistentVolumeClaim"]["claimName"]
+    assert claim == kind(stack_synthesis, "PersistentVolumeClaim")["metadata"]["name"]
+
+
+def test_probes_hit_the_servers_health_endpoints(stack_synthesis: Synthesis) -> None:
+    server = container(stack_synthesis)
+    assert server["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_rolling_update_never_drops_below_the_desired_count(stack_synthesis: Synthesis) -> None:
+    strategy = kind(stack_synthesis, "Deployment")["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def test_shutdown_outlasts_load_balancer_deregistration(stack_synthesis: Synthesis) -> None:
+    spec, server = pod(stack_synthesis), container(stack_synthesis)
+    pause = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain, finish = int(environment(stack_synthesis)["MODEL_DRAIN_S"]), int(
+        environment(stack_synthesis)["MODEL_SHUTDOWN_TIMEOUT_S"])
+    assert pause >= 15
+    assert spec["terminationGracePeriodSeconds"] > pause + drain + finish
+    annotations = kind(stack_synthesis, "Ingress")["metadata"]["annotations"]
+    assert "deregistration_delay.timeout_seconds=30" in annotations[
+        "alb.ingress.kubernetes.io/target-group-attributes"]
+    assert kind(stack_synthesis, "Namespace")["metadata"]["labels"][
+        "elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
+
+
+def test_resources_and_environment_come_from_config() -> None:
+    prod = synthesized("prod")
+    assert container(prod)["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"},
+                                            "limits": {"cpu": "2", "memory": "2Gi"}}
+    env = environment(prod)
+    assert env["MODEL_SHA256"] == model_sha256()
+    assert env["MODEL_NAME"] == "iris" and env["MODEL_VERSION"] == "1"
+    assert env["MODEL_WORKERS"] == "2"  # one per whole CPU of the limit
+    assert env["MODEL_PREDICTION_LOG_DIR"] == "/var/log/predictions"
+    assert environment(synthesized("dev"))["MODEL_PREDICTION_LOG_SAMPLE_RATE"] == "0.1"
+
+
+def test_image_is_pulled_by_digest(stack_synthesis: Synthesis) -> None:
+    image = container(stack_synthesis)["image"]
+    assert "@sha256:" in image
+    assert image == stack_synthesis.outputs["imageRef"]
+    assert image.startswith(stack_synthesis.outputs["ecrRepositoryUrl"] + "@")
+
+
+def test_replicas_from_config_then_owned_by_the_autoscaler() -> None:
+    prod = synthesized("prod")
+    deployment = next(r for r in prod.of_type("kubernetes:apps/v1:Deployment"))
+    assert deployment.inputs["spec"]["replicas"] == 3
+    assert deployment.options["ignoreChanges"] == ["spec.replicas"]
+    autoscaler = kind(prod, "HorizontalPodAutoscaler")
+    assert autoscaler["apiVersion"] == "autoscaling/v2"
+    assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (3, 12)
+    assert autoscaler["spec"]["metrics"][0]["resource"] == {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+
+
+def test_spread_across_zones_and_placed_on_the_configured_pool(stack_synthesis: Synthesis) -> None:
+    spec = pod(stack_synthesis)
+    keys = [c["topologyKey"] for c in spec["topologySpreadConstraints"]]
+    assert keys[0] == "topology.kubernetes.io/zone"
+    assert spec["nodeSelector"] == {"model-serving/pool": "cpu"}
+    assert spec["tolerations"] == []
+    assert "nvidia.com/gpu" not in container(stack_synthesis)["resources"]["limits"]
+
+
+def test_disruption_budget_and_network_policy(stack_synthesis: Synthesis) -> None:
+    assert kind(stack_synthesis, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    policy = kind(stack_synthesis, "NetworkPolicy")["spec"]
+    vpc_cidr = stack_synthesis.one("aws:ec2/vpc:Vpc").inputs["cidrBlock"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [{"from": [{"ipBlock": {"cidr": vpc_cidr}}],
+                                  "ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert policy["podSelector"] == kind(stack_synthesis, "Deployment")["spec"]["selector"]
+
+
+def test_ingress_is_an_internet_facing_alb_to_pod_ips(stack_synthesis: Synthesis) -> None:
+    ingress = kind(stack_synthesis, "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert ingress["spec"]["ingressClassName"] == "alb" == stack_synthesis.outputs["ingressClass"]
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/v2/health/ready"
+    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}]
+    assert stack_synthesis.outputs["modelUrl"].startswith("http://k8s-")
+
+
+def test_https_with_redirect_when_a_certificate_is_configured() -> None:
+    synthesis = synthesize("prod", {"modelService": {"replicas": 3, "minReplicas": 3, "maxReplicas": 12,
+                                                     "certificateArn": CERTIFICATE}})
+    annotations = kind(synthesis, "Ingress")["metadata"]["annotations"]
+    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == CERTIFICATE
+    assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    assert synthesis.outputs["modelUrl"].startswith("https://")
+
+
+def test_a_gpu_model_lands_on_the_gpu_pool_with_its_toleration_and_limit() -> None:
+    synthesis = synthesize("dev", {"modelService": {"pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1,
+                                                    "maxReplicas": 1}})
+    spec = pod(synthesis)
+    assert spec["nodeSelector"] == {"model-serving/pool": "gpu"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert container(synthesis)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # ...and the pool it asks for can produce such a node from zero.
+    gpu_group = synthesis.one("aws:eks/nodeGroup:NodeGroup", "pool-gpu-nodes").inputs
+    assert gpu_group["labels"]["model-serving/pool"] == "gpu"
+    assert gpu_group["scalingConfig"]["minSize"] == 0
+    assert {t["key"] for t in gpu_group["taints"]} == {"nvidia.com/gpu"}
+    assert synthesis.one("kubernetes:helm.sh/v4:Chart", "nvidia-device-plugin")
+
+
+def test_a_cpu_only_stack_has_no_gpu_pool_no_device_plugin_and_no_gpu_requests() -> None:
+    synthesis = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2,
+                                                         "maxSize": 3}}})
+    assert not [r for r in synthesis.resources if r.name == "nvidia-device-plugin"]
+    assert all(g.inputs["amiType"] == "AL2023_x86_64_STANDARD"
+               for g in synthesis.of_type("aws:eks/nodeGroup:NodeGroup"))
+    assert "nvidia.com/gpu" not in container(synthesis)["resources"]["limits"]
+
+
+@pytest.mark.parametrize(("stack", "retained"), [("dev", False), ("prod", True)])
+def test_prediction_log_claim_is_shared_and_retained_unless_configured(stack: str, retained: bool) -> None:
+    synthesis = synthesized(stack)
+    claim = next(r for r in synthesis.of_type("kubernetes:core/v1:PersistentVolumeClaim"))
+    assert claim.inputs["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim.inputs["spec"]["storageClassName"] == "efs-shared"
+    assert claim.options["retainOnDelete"] is retained
+
+
+def test_workload_waits_for_the_ingress_controller_and_storage(stack_synthesis: Synthesis) -> None:
+    deployment = next(r for r in stack_synthesis.of_type("kubernetes:apps/v1:Deployment"))
+    dependencies = deployment.options["dependencies"]
+    assert any(d.endswith("Release::aws-load-balancer-controller") for d in dependencies)
+    assert any("MountTarget::storage-shared" in d for d in dependencies)
+
+
+def test_kubernetes_objects_use_the_clusters_provider(stack_synthesis: Synthesis) -> None:
+    for record in stack_synthesis.resources:
+        if record.type.startswith("kubernetes:"):
+            assert record.options["provider"] == "cluster-kubernetes", record.name

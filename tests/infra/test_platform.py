@@ -1,0 +1,212 @@
+"""Cluster add-ons: IAM through Pod Identity, pinned Helm charts with the values they need, storage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.synth import Synthesis
+from infra.versions import HELM_CHARTS
+from tests.conftest import synthesized
+
+# Every action in AWS's published policy for controller v3.5.0 (../shared/reference), less the WAF
+# and Shield ones, whose features the Helm values switch off.
+LOAD_BALANCER_CONTROLLER_ACTIONS = {
+    "iam:CreateServiceLinkedRole",
+    "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections", "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags",
+    "ec2:GetCoipPoolUsage", "ec2:DescribeCoipPools", "ec2:GetSecurityGroupsForVpc", "ec2:DescribeIpamPools",
+    "ec2:DescribeRouteTables",
+    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeListenerCertificates",
+    "elasticloadbalancing:DescribeSSLPolicies", "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTrustStores", "elasticloadbalancing:DescribeListenerAttributes",
+    "elasticloadbalancing:DescribeCapacityReservation",
+    "cognito-idp:DescribeUserPoolClient", "acm:ListCertificates", "acm:DescribeCertificate",
+    "iam:ListServerCertificates", "iam:GetServerCertificate",
+    "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateSecurityGroup",
+    "ec2:CreateTags", "ec2:DeleteTags", "ec2:DeleteSecurityGroup",
+    "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
+    "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
+    "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule",
+    "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+    "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
+    "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+    "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:ModifyTargetGroup",
+    "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:DeleteTargetGroup",
+    "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:ModifyCapacityReservation",
+    "elasticloadbalancing:ModifyIpPools", "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:AddListenerCertificates", "elasticloadbalancing:RemoveListenerCertificates",
+    "elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities",
+}
+AUTOSCALER_ACTIONS = {
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities", "autoscaling:DescribeTags",
+    "autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup",
+}
+
+
+def policy(synthesis: Synthesis, name: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = json.loads(synthesis.one("aws:iam/rolePolicy:RolePolicy", name).inputs[
+        "policy"])["Statement"]
+    return statements
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {action for statement in statements for action in statement["Action"]}
+
+
+def values(synthesis: Synthesis, name: str) -> dict[str, Any]:
+    record = next(r for r in synthesis.resources if r.name == name and "helm.sh" in r.type)
+    return dict(record.inputs["values"])
+
+
+def test_load_balancer_controller_policy_covers_every_call_without_wildcard_actions(
+        stack_synthesis: Synthesis) -> None:
+    statements = policy(stack_synthesis, "ingress-controller")
+    assert actions(statements) == LOAD_BALANCER_CONTROLLER_ACTIONS
+    assert not [a for a in actions(statements) if "*" in a]
+    cluster = f"model-serving-{stack_synthesis.stack}"
+    writes = [s for s in statements if s["Sid"] in ("ManageOwnBalancers", "ManageOwnSecurityGroups")]
+    assert writes and all(s["Condition"] == {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
+                          for s in writes)
+    chart_values = values(stack_synthesis, "aws-load-balancer-controller")
+    assert (chart_values["enableWaf"], chart_values["enableWafv2"], chart_values["enableShield"]) == (
+        False, False, False)
+
+
+def test_autoscaler_policy_limits_writes_to_this_clusters_groups(stack_synthesis: Synthesis) -> None:
+    statements = policy(stack_synthesis, "autoscaler-autoscaler")
+    assert actions(statements) == AUTOSCALER_ACTIONS
+    assert not [a for a in actions(statements) if "*" in a]
+    cluster = f"model-serving-{stack_synthesis.stack}"
+    (writes,) = [s for s in statements if "autoscaling:SetDesiredCapacity" in s["Action"]]
+    assert set(writes["Action"]) == {"autoscaling:SetDesiredCapacity",
+                                     "autoscaling:TerminateInstanceInAutoScalingGroup"}
+    assert writes["Condition"] == {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster}": "owned"}}
+    (describe,) = [s for s in statements if s["Action"] == ["eks:DescribeNodegroup"]]
+    assert describe["Resource"].endswith(f":nodegroup/{cluster}/*/*")
+
+
+def test_pod_identity_binds_each_role_to_its_service_account(stack_synthesis: Synthesis) -> None:
+    bound = {(a.inputs["namespace"], a.inputs["serviceAccount"])
+             for a in stack_synthesis.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")}
+    assert bound == {("kube-system", "aws-load-balancer-controller"), ("kube-system", "cluster-autoscaler")}
+    addon_accounts = {a.inputs["addonName"]: a.inputs["podIdentityAssociations"][0]["serviceAccount"]
+                      for a in stack_synthesis.of_type("aws:eks/addon:Addon")
+                      if a.inputs.get("podIdentityAssociations")}
+    assert addon_accounts == {"vpc-cni": "aws-node", "aws-ebs-csi-driver": "ebs-csi-controller-sa",
+                              "aws-efs-csi-driver": "efs-csi-controller-sa"}
+    chart_values = values(stack_synthesis, "aws-load-balancer-controller")
+    assert chart_values["serviceAccount"]["name"] == "aws-load-balancer-controller"
+    assert values(stack_synthesis, "cluster-autoscaler")["rbac"]["serviceAccount"]["name"] == "cluster-autoscaler"
+
+
+def test_storage_drivers_use_the_aws_managed_policies(stack_synthesis: Synthesis) -> None:
+    attached = {a.inputs["policyArn"] for a in stack_synthesis.of_type(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if a.name.startswith("core-")}
+    assert attached == {"arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+                        "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"}
+
+
+@pytest.mark.parametrize("chart", sorted(HELM_CHARTS))
+def test_helm_charts_are_pinned(chart: str) -> None:
+    record = next(r for r in synthesized("prod").resources if r.name == chart and "helm.sh" in r.type)
+    assert record.inputs["version"] == HELM_CHARTS[chart].version
+    assert record.inputs["repositoryOpts"]["repo"] == HELM_CHARTS[chart].repository
+    assert record.inputs["chart"] == chart
+
+
+def test_helm_chart_versions_are_the_checked_ones() -> None:
+    assert {name: chart.version for name, chart in HELM_CHARTS.items()} == {
+        "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0",
+        "nvidia-device-plugin": "0.20.0", "metrics-server": "3.13.1"}
+
+
+def test_ingress_controller_gets_cluster_region_and_vpc_explicitly(stack_synthesis: Synthesis) -> None:
+    chart_values = values(stack_synthesis, "aws-load-balancer-controller")
+    region = stack_synthesis.one("pulumi:providers:aws").inputs["region"]
+    assert chart_values["clusterName"] == f"model-serving-{stack_synthesis.stack}"
+    assert chart_values["region"] == region
+    assert chart_values["vpcId"] == stack_synthesis.outputs["vpcId"]
+    assert chart_values["replicaCount"] == 2
+    assert chart_values["podDisruptionBudget"] == {"maxUnavailable": 1}
+    assert chart_values["nodeSelector"] == {"model-serving/pool": "cpu"}
+    release = stack_synthesis.one("kubernetes:helm.sh/v3:Release")
+    assert release.inputs["atomic"] is True
+
+
+def test_autoscaler_discovers_this_cluster_and_runs_the_matching_release(stack_synthesis: Synthesis) -> None:
+    chart_values = values(stack_synthesis, "cluster-autoscaler")
+    assert chart_values["autoDiscovery"] == {"clusterName": f"model-serving-{stack_synthesis.stack}"}
+    assert chart_values["awsRegion"] == stack_synthesis.one("pulumi:providers:aws").inputs["region"]
+    assert chart_values["image"]["tag"].startswith("v1.35.")
+    assert chart_values["extraArgs"]["balance-similar-node-groups"] is True
+    assert chart_values["extraArgs"]["expander"] == "least-waste"
+    assert chart_values["extraArgs"]["scale-down-unneeded-time"] == "10m"
+
+
+def test_gpu_pool_can_scale_from_zero_and_back(stack_synthesis: Synthesis) -> None:
+    """Everything the autoscaler needs to add a GPU node for a pending nvidia.com/gpu pod when
+    the pool has none, and to remove it when idle."""
+    group = stack_synthesis.one("aws:eks/nodeGroup:NodeGroup", "pool-gpu-nodes")
+    assert group.inputs["scalingConfig"]["minSize"] == 0
+    assert group.options["ignoreChanges"] == ["scalingConfig.desiredSize"]
+    # Labels and taints it reads through eks:DescribeNodegroup to build a template node...
+    assert group.inputs["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia-a10g"
+    assert group.inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert "eks:DescribeNodegroup" in actions(policy(stack_synthesis, "autoscaler-autoscaler"))
+    # ...the device plugin that then advertises the GPUs, only on GPU nodes...
+    plugin = values(stack_synthesis, "nvidia-device-plugin")
+    terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "k8s.amazonaws.com/accelerator", "operator": "Exists"}]}]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
+    # ...and scale-down that does not keep a node for a pod's emptyDir.
+    assert values(stack_synthesis, "cluster-autoscaler")["extraArgs"]["skip-nodes-with-local-storage"] is False
+
+
+def test_metrics_server_for_the_hpa(stack_synthesis: Synthesis) -> None:
+    assert values(stack_synthesis, "metrics-server")["replicas"] == 2
+
+
+def test_default_storage_class_is_encrypted_gp3_bound_at_first_consumer(stack_synthesis: Synthesis) -> None:
+    (gp3,) = [r.inputs for r in stack_synthesis.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+              if r.inputs["provisioner"] == "ebs.csi.aws.com"]
+    assert gp3["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert gp3["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert gp3["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert gp3["allowVolumeExpansion"] is True
+
+
+def test_shared_file_system_is_encrypted_reachable_only_from_the_vpc(stack_synthesis: Synthesis) -> None:
+    file_system = stack_synthesis.one("aws:efs/fileSystem:FileSystem")
+    assert file_system.inputs["encrypted"] is True
+    mounts = stack_synthesis.of_type("aws:efs/mountTarget:MountTarget")
+    assert sorted(m.inputs["subnetId"] for m in mounts) == sorted(stack_synthesis.outputs["privateSubnetIds"])
+    group = stack_synthesis.one("aws:ec2/securityGroup:SecurityGroup", "storage-efs").inputs
+    vpc_cidr = stack_synthesis.one("aws:ec2/vpc:Vpc").inputs["cidrBlock"]
+    assert group["ingress"] == [{"protocol": "tcp", "fromPort": 2049, "toPort": 2049, "cidrBlocks": [vpc_cidr],
+                                 "description": "NFS from the VPC"}]
+    assert "egress" not in group or group["egress"] == []
+    (efs_class,) = [r.inputs for r in stack_synthesis.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+                    if r.inputs["provisioner"] == "efs.csi.aws.com"]
+    assert efs_class["parameters"]["fileSystemId"].startswith("fs-")  # the file system declared above
+    assert (efs_class["parameters"]["uid"], efs_class["parameters"]["gid"]) == ("10001", "10001")
+
+
+@pytest.mark.parametrize(("stack", "retained"), [("dev", False), ("staging", True), ("prod", True)])
+def test_data_is_retained_on_destroy_unless_config_says_otherwise(stack: str, retained: bool) -> None:
+    synthesis = synthesized(stack)
+    file_system = synthesis.one("aws:efs/fileSystem:FileSystem")
+    assert file_system.options["retainOnDelete"] is retained
+    assert file_system.options["protect"] is (stack == "prod")
+    policies = {r.inputs["reclaimPolicy"] for r in synthesis.of_type("kubernetes:storage.k8s.io/v1:StorageClass")}
+    assert policies == {"Retain" if retained else "Delete"}
