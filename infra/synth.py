@@ -18,7 +18,7 @@ import json
 import runpy
 import sys
 from collections.abc import Awaitable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,15 @@ class ResourceRecord:
     type: str
     name: str
     urn: str
+    id: str
     parent: str | None
     # A custom resource, or a remote component (helm.v4.Chart) that the provider expands:
     # either way something the deployment declares, not just a grouping of ours.
     custom: bool
     inputs: dict[str, Any]
     options: dict[str, Any]
+    # input property → URNs of the resources its value came from
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +79,16 @@ class Synthesis:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Synthesis:
+        document = json.loads(text)
+        known = {f.name for f in fields(ResourceRecord)}
+        # Records written by an older revision may lack newer fields.
+        resources = [ResourceRecord(**{"id": "", **{k: v for k, v in record.items() if k in known}})
+                     for record in document["resources"]]
+        return cls(project=document["project"], stack=document["stack"], resources=resources,
+                   outputs=document["outputs"])
 
 
 # ---------------------------------------------------------------------------
@@ -268,6 +281,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 type=request.type,
                 name=request.name,
                 urn=response.urn,
+                id=response.id,
                 parent=parent if parent and parent.startswith(stack_urn_prefix) else None,
                 custom=bool(request.custom or request.remote),
                 inputs=inputs,
@@ -281,6 +295,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "retainOnDelete": bool(request.retainOnDelete),
                     "replaceOnChanges": list(request.replaceOnChanges),
                 },
+                property_dependencies={key: sorted(value.urns) for key, value in request.propertyDependencies.items()},
             ))
         return response
 

@@ -58,7 +58,7 @@ def test_a_missing_model_stops_the_program(app_copy: Path) -> None:
 def test_image_is_built_for_amd64_from_app_without_building_on_preview(stack_synthesis: Synthesis) -> None:
     image = stack_synthesis.one("docker:index/image:Image").inputs
     assert image["build"]["platform"] == "linux/amd64"
-    assert image["build"]["context"] == str(APP_DIR)
+    assert (image["build"]["context"], image["build"]["dockerfile"]) == ("app", "app/Dockerfile")
     assert image["buildOnPreview"] is False
     assert image["imageName"] == f"{stack_synthesis.outputs['ecrRepositoryUrl']}:{content_tag()}"
     # The registry credentials (from aws.ecr.get_authorization_token) are a secret as a whole.

@@ -1,0 +1,143 @@
+"""Estimated monthly cost of a synthesized stack, as a range from minimum to maximum scale.
+
+Minimum: every node pool at its minSize (a GPU pool with min 0 costs nothing); maximum:
+every pool at maxSize. Prices come from infra/prices.json, a dated snapshot with its
+source; an instance type or region missing from it is an error, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from infra.synth import ResourceRecord, Synthesis
+
+PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
+
+
+class PriceError(LookupError):
+    """The price table cannot price this stack."""
+
+
+@dataclass(frozen=True)
+class LineItem:
+    item: str
+    minimum: float
+    maximum: float
+    basis: str
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    region: str
+    prices_date: str
+    currency: str
+    items: list[LineItem]
+
+    @property
+    def minimum(self) -> float:
+        return sum(item.minimum for item in self.items)
+
+    @property
+    def maximum(self) -> float:
+        return sum(item.maximum for item in self.items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "minimum": round(self.minimum, 2), "maximum": round(self.maximum, 2)}
+
+
+@cache
+def price_table(path: Path = PRICES_FILE) -> dict[str, Any]:
+    table: dict[str, Any] = json.loads(path.read_text())
+    return table
+
+
+def _region_prices(region: str) -> dict[str, Any]:
+    table = price_table()
+    if region not in table["regions"]:
+        raise PriceError(f"no prices for region {region} in {PRICES_FILE.name} (it has "
+                         f"{', '.join(table['regions'])}; prices as of {table['date']}): add the region")
+    prices: dict[str, Any] = table["regions"][region]
+    return prices
+
+
+def _instance_hour(region: str, instance_type: str, capacity_type: str) -> float:
+    ec2 = _region_prices(region)["ec2"]
+    if instance_type not in ec2:
+        raise PriceError(f"no price for instance type {instance_type} in {region} in {PRICES_FILE.name} "
+                         f"(prices as of {price_table()['date']}): add it")
+    return float(ec2[instance_type]["spotHour" if capacity_type == "SPOT" else "onDemandHour"])
+
+
+def _by_id(synthesis: Synthesis, type_: str) -> dict[str, ResourceRecord]:
+    return {record.id: record for record in synthesis.of_type(type_)}
+
+
+def estimate(synthesis: Synthesis) -> CostEstimate:
+    table = price_table()
+    hours = float(table["hoursPerMonth"])
+    assumptions = table["assumptions"]
+    region = str(synthesis.one("pulumi:providers:aws").inputs["region"])
+    prices = _region_prices(region)
+    items: list[LineItem] = []
+
+    def fixed(item: str, monthly: float, basis: str) -> None:
+        if monthly:
+            items.append(LineItem(item, monthly, monthly, basis))
+
+    def ranged(item: str, key: str, unit_price: float, basis: str) -> None:
+        low, high = assumptions[key]["min"], assumptions[key]["max"]
+        items.append(LineItem(item, low * unit_price, high * unit_price, basis.format(low=low, high=high)))
+
+    clusters = len(synthesis.of_type("aws:eks/cluster:Cluster"))
+    fixed("EKS control plane", clusters * prices["eksControlPlaneHour"] * hours,
+          f"{clusters} cluster x ${prices['eksControlPlaneHour']}/h (standard support)")
+
+    templates = _by_id(synthesis, "aws:ec2/launchTemplate:LaunchTemplate")
+    volume_gb_range = [0.0, 0.0]
+    for group in synthesis.of_type("aws:eks/nodeGroup:NodeGroup"):
+        inputs = group.inputs
+        scaling, capacity = inputs["scalingConfig"], inputs.get("capacityType", "ON_DEMAND")
+        rates = [_instance_hour(region, t, capacity) for t in inputs["instanceTypes"]]
+        pool = group.name.removeprefix("pool-").removesuffix("-nodes")
+        items.append(LineItem(
+            f"EC2: pool {pool} ({capacity.lower().replace('_', '-')})",
+            scaling["minSize"] * min(rates) * hours, scaling["maxSize"] * max(rates) * hours,
+            f"{scaling['minSize']}..{scaling['maxSize']} x {'/'.join(inputs['instanceTypes'])} "
+            f"at ${min(rates)}..${max(rates)}/h"))
+        template = templates.get(inputs.get("launchTemplate", {}).get("id", ""))
+        disk = template.inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"] if template else 20
+        volume_gb_range[0] += scaling["minSize"] * disk
+        volume_gb_range[1] += scaling["maxSize"] * disk
+    items.append(LineItem("EBS: node root volumes (gp3)", volume_gb_range[0] * prices["ebsGp3GbMonth"],
+                          volume_gb_range[1] * prices["ebsGp3GbMonth"],
+                          f"{volume_gb_range[0]:g}..{volume_gb_range[1]:g} GB x ${prices['ebsGp3GbMonth']}/GB-month"))
+
+    nats = len(synthesis.of_type("aws:ec2/natGateway:NatGateway"))
+    fixed("NAT gateways", nats * prices["natGatewayHour"] * hours,
+          f"{nats} x ${prices['natGatewayHour']}/h, plus per-GB processing (excluded)")
+    addresses = len(synthesis.of_type("aws:ec2/eip:Eip"))
+    zones = len([r for r in synthesis.of_type("aws:ec2/subnet:Subnet")
+                 if (r.inputs.get("tags") or {}).get("kubernetes.io/role/elb")])
+    balancers = len([r for r in synthesis.of_type("kubernetes:networking.k8s.io/v1:Ingress")
+                     if r.inputs.get("spec", {}).get("ingressClassName") == "alb"])
+    fixed("Public IPv4 addresses", (addresses + balancers * zones) * prices["publicIpv4Hour"] * hours,
+          f"{addresses} NAT + {balancers * zones} load balancer addresses x ${prices['publicIpv4Hour']}/h")
+    if balancers:
+        fixed("Application load balancer", balancers * prices["albHour"] * hours,
+              f"{balancers} x ${prices['albHour']}/h")
+        ranged("Load balancer capacity units", "albLcus", balancers * prices["albLcuHour"] * hours,
+               "{low}..{high} LCU x $" + str(prices["albLcuHour"]) + "/h")
+    file_systems = len(synthesis.of_type("aws:efs/fileSystem:FileSystem"))
+    if file_systems:
+        ranged("EFS storage", "efsStoredGb", file_systems * prices["efsStandardGbMonth"],
+               "{low}..{high} GB x $" + str(prices["efsStandardGbMonth"]) + "/GB-month")
+    keys = len(synthesis.of_type("aws:kms/key:Key"))
+    fixed("KMS keys", keys * prices["kmsKeyMonth"], f"{keys} x ${prices['kmsKeyMonth']}/month")
+    if any(c.inputs.get("enabledClusterLogTypes") for c in synthesis.of_type("aws:eks/cluster:Cluster")):
+        ranged("Control-plane log ingestion", "controlPlaneLogGbPerMonth", prices["cloudwatchLogsIngestGb"],
+               "{low}..{high} GB x $" + str(prices["cloudwatchLogsIngestGb"]) + "/GB ingested")
+    return CostEstimate(region, table["date"], table["currency"], items)

@@ -1,0 +1,125 @@
+"""Offline plan, cost and diff: what reviewers read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra import cost
+from infra.cost import PriceError, estimate, price_table
+from infra.plan import diff, diff_text, show
+from infra.settings import PROJECT_DIR
+from infra.synth import synthesize
+from tests.conftest import STACKS, synthesized
+
+
+def plan(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra.plan", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_instance_type_and_region_of_the_stacks_is_priced(stack: str) -> None:
+    estimate(synthesized(stack))  # raises PriceError otherwise
+    assert {"us-east-1", "us-west-2", "eu-west-1"} <= set(price_table()["regions"])
+    assert price_table()["date"] and price_table()["source"]
+
+
+def test_cost_range_goes_from_minimum_to_maximum_scale() -> None:
+    items = {item.item: item for item in estimate(synthesized("prod")).items}
+    gpu = items["EC2: pool gpu (on-demand)"]
+    assert gpu.minimum == 0  # the GPU pool scales to zero
+    g5 = price_table()["regions"]["eu-west-1"]["ec2"]["g5.2xlarge"]["onDemandHour"]
+    assert gpu.maximum == pytest.approx(4 * g5 * 730)
+    cpu = items["EC2: pool cpu (on-demand)"]
+    m7i = price_table()["regions"]["eu-west-1"]["ec2"]["m7i.xlarge"]["onDemandHour"]
+    assert (cpu.minimum, cpu.maximum) == (pytest.approx(3 * m7i * 730), pytest.approx(12 * m7i * 730))
+    assert items["NAT gateways"].minimum == pytest.approx(3 * 0.048 * 730)
+    assert items["EKS control plane"].minimum == pytest.approx(73)
+    for name in ("EBS: node root volumes (gp3)", "EFS storage", "KMS keys", "Control-plane log ingestion",
+                 "Application load balancer"):
+        assert name in items
+
+
+def test_spot_pools_are_priced_at_spot_rates() -> None:
+    dev = {item.item: item for item in estimate(synthesized("dev")).items}
+    spot = price_table()["regions"]["us-east-1"]["ec2"]
+    assert dev["EC2: pool cpu (spot)"].minimum == pytest.approx(
+        2 * min(spot["m7i.large"]["spotHour"], spot["m6i.large"]["spotHour"]) * 730)
+
+
+def test_an_unpriced_instance_type_is_an_error_not_a_zero() -> None:
+    synthesis = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.48xlarge"], "minSize": 2,
+                                                         "maxSize": 3}}})
+    with pytest.raises(PriceError, match=r"no price for instance type m7i\.48xlarge in us-east-1"):
+        estimate(synthesis)
+
+
+def test_an_unpriced_region_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = json.loads(cost.PRICES_FILE.read_text())
+    del table["regions"]["us-east-1"]
+    monkeypatch.setattr(cost, "price_table", lambda path=None: table)
+    with pytest.raises(PriceError, match="no prices for region us-east-1"):
+        estimate(synthesized("dev"))
+
+
+def test_show_in_every_format() -> None:
+    text = show(synthesized("prod"), "text")
+    assert "Estimated monthly cost (eu-west-1, prices as of" in text and "NodeGroup" in text
+    markdown = show(synthesized("prod"), "markdown")
+    assert "| Item | Minimum | Maximum | Basis |" in markdown and "**Total**" in markdown
+    document = json.loads(show(synthesized("prod"), "json"))
+    assert document["cost"]["minimum"] < document["cost"]["maximum"]
+
+
+def test_diff_of_two_stacks_lists_changes_and_the_cost_change() -> None:
+    result = diff(synthesized("dev"), synthesized("prod"), "dev", "prod")
+    changed = {change.key.rsplit("::", 1)[-1]: change for change in result.changed}
+    assert ("inputs.deletionProtection", False, True) in changed["cluster-eks"].changes
+    assert ("options.protect", False, True) in changed["registry-model-server"].changes
+    assert {r.name for r in result.added} >= {"network-nat-eu-west-1c"}
+    text = diff_text(result)
+    assert "~ Cluster cluster-eks" in text and "Estimated monthly cost:" in text
+
+
+def test_cli_reports_bad_input_without_a_traceback() -> None:
+    result = plan("diff", "dev")
+    assert result.returncode == 2 and "name two stacks" in result.stderr
+    result = plan("show", "nosuchstack")
+    assert result.returncode == 2 and "no stack file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_secrets_never_appear_in_any_output() -> None:
+    outputs = [plan("show", "prod", "--format", fmt).stdout for fmt in ("text", "markdown", "json")]
+    outputs.append(plan("diff", "dev", "prod", "--format", "json").stdout)
+    for output in outputs:
+        assert output
+        assert "mock-registry-password" not in output and "certificate-authority-data" not in output
+        assert "get-token" not in output  # the kubeconfig is a secret as a whole
+
+
+def test_diff_against_a_git_revision(tmp_path: Path) -> None:
+    """The same stack at the last commit and in a working tree where prod's GPU pool grew."""
+    repository = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_DIR, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    for name in filter(None, files):
+        (repository / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_DIR / name, repository / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=repository, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repository, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repository, check=True)
+    stack_file = repository / "Pulumi.prod.yaml"
+    stack_file.write_text(stack_file.read_text().replace("      maxSize: 4\n", "      maxSize: 6\n"))
+
+    result = plan("diff", "prod", "--base", "HEAD", cwd=repository)
+    assert result.returncode == 0, result.stderr
+    assert "0 to add, 1 to change, 0 to remove" in result.stdout
+    assert "inputs.scalingConfig.maxSize: 4 => 6" in result.stdout
+    assert "+$0.00 .. +$1,975" in result.stdout
+    assert plan("diff", "prod", "--base", "no-such-revision", cwd=repository).returncode == 2

@@ -1,0 +1,136 @@
+"""Each policy rule passes on the committed stacks and fails on a crafted bad resource."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from infra.synth import Synthesis
+from policy.rules import RULES, Resource, Rule
+from tests.conftest import STACKS, synthesized
+
+
+def resources(synthesis: Synthesis) -> list[Resource]:
+    """The synthesized records as the policy engine would show them."""
+    by_urn = {r.urn: Resource(r.type, r.name, r.inputs, r.options["protect"]) for r in synthesis.resources}
+    for record in synthesis.resources:
+        by_urn[record.urn].property_dependencies = {
+            key: [by_urn[urn] for urn in urns if urn in by_urn] for key, urns in record.property_dependencies.items()}
+    return list(by_urn.values())
+
+
+def rule(name: str) -> Rule:
+    return next(r for r in RULES if r.name == name)
+
+
+def one(stack: str, type_: str, name: str | None = None) -> Resource:
+    found = [r for r in resources(synthesized(stack)) if r.type == type_ and (name is None or r.name == name)]
+    assert len(found) == 1, [r.name for r in found]
+    return copy.deepcopy(found[0])
+
+
+def modified(resource: Resource, path: list[str | int], value: Any) -> Resource:
+    target: Any = resource.props
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return resource
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_committed_stack_passes_every_rule(stack: str) -> None:
+    violations = [(r.name, resource.name, message) for resource in resources(synthesized(stack))
+                  for r in RULES for message in r.violations(resource)]
+    assert violations == []
+
+
+def test_every_rule_applies_to_something_in_the_stacks() -> None:
+    declared = resources(synthesized("prod"))
+    for each in RULES:
+        assert any(each.applies_to(resource.type) for resource in declared), each.name
+
+
+REPOSITORY = "aws:ecr/repository:Repository"
+CLUSTER = "aws:eks/cluster:Cluster"
+
+
+def test_ecr_rule_fails_without_scanning_or_with_mutable_tags() -> None:
+    repository = modified(one("dev", REPOSITORY), ["imageScanningConfiguration", "scanOnPush"], False)
+    modified(repository, ["imageTagMutability"], "MUTABLE")
+    assert len(rule("ecr-scan-and-immutable-tags").violations(repository)) == 2
+
+
+def test_eks_secrets_rule_fails_without_encryption() -> None:
+    cluster = one("dev", CLUSTER)
+    del cluster.props["encryptionConfig"]
+    assert rule("eks-secrets-encryption").violations(cluster)
+
+
+def test_eks_logging_rule_names_the_missing_logs() -> None:
+    cluster = modified(one("dev", CLUSTER), ["enabledClusterLogTypes"], ["api"])
+    assert rule("eks-control-plane-logging").violations(cluster) == [
+        "control-plane logs audit, authenticator must be enabled (enabledClusterLogTypes)"]
+
+
+def test_eks_endpoint_rule_fails_for_an_open_prod_endpoint_only() -> None:
+    open_prod = modified(one("prod", CLUSTER), ["vpcConfig", "publicAccessCidrs"], ["0.0.0.0/0"])
+    assert rule("eks-no-open-endpoint-in-prod").violations(open_prod)
+    default_open = one("prod", CLUSTER)
+    del default_open.props["vpcConfig"]["publicAccessCidrs"]
+    assert rule("eks-no-open-endpoint-in-prod").violations(default_open)
+    assert rule("eks-no-open-endpoint-in-prod").violations(one("dev", CLUSTER)) == []  # dev is open on purpose
+
+
+def test_node_rule_fails_for_imdsv1_or_two_hops() -> None:
+    template = one("dev", "aws:ec2/launchTemplate:LaunchTemplate", "pool-cpu-nodes")
+    modified(template, ["metadataOptions", "httpTokens"], "optional")
+    modified(template, ["metadataOptions", "httpPutResponseHopLimit"], 2)
+    assert len(rule("nodes-private-imdsv2").violations(template)) == 2
+
+
+def test_node_rule_fails_for_a_public_subnet_or_no_launch_template() -> None:
+    group = one("dev", "aws:eks/nodeGroup:NodeGroup", "pool-cpu-nodes")
+    public = one("dev", "aws:ec2/subnet:Subnet", "network-public-us-east-1a")
+    group.property_dependencies["subnetIds"].append(public)
+    del group.props["launchTemplate"]
+    messages = rule("nodes-private-imdsv2").violations(group)
+    assert "nodes must run in private subnets only; network-public-us-east-1a is public" in messages
+    assert "node groups must use a launch template that requires IMDSv2" in messages
+
+
+def test_workload_rule_fails_for_root_privilege_escalation_no_limits_and_a_tag() -> None:
+    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    container = deployment.props["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"]["allowPrivilegeEscalation"] = True
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    container["resources"] = {"requests": {"cpu": "1"}}
+    container["image"] = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/model-server:latest"
+    messages = rule("workload-restricted").violations(deployment)
+    assert len(messages) == 4
+    assert any("pinned by digest" in m for m in messages)
+
+
+def test_workload_rule_skips_an_image_not_known_until_the_build() -> None:
+    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    deployment.props["spec"]["template"]["spec"]["containers"][0]["image"] = None  # unknown in a preview
+    assert rule("workload-restricted").violations(deployment) == []
+
+
+@pytest.mark.parametrize("type_", [REPOSITORY, "aws:kms/key:Key", "aws:efs/fileSystem:FileSystem"])
+def test_stateful_rule_fails_for_an_unprotected_prod_resource(type_: str) -> None:
+    resource = one("prod", type_)
+    assert rule("stateful-protected-in-prod").violations(resource) == []
+    resource.protect = False
+    assert rule("stateful-protected-in-prod").violations(resource)
+    assert rule("stateful-protected-in-prod").violations(one("dev", type_)) == []
+
+
+def test_tags_rule_names_the_missing_tags() -> None:
+    vpc = one("dev", "aws:ec2/vpc:Vpc")
+    del vpc.props["tags"]["managed-by"]
+    assert rule("required-tags").violations(vpc) == ["missing tags: managed-by"]
+    untagged = one("dev", "aws:ec2/internetGateway:InternetGateway")
+    del untagged.props["tags"]
+    assert rule("required-tags").violations(untagged) == ["missing tags: project, stack, managed-by"]
