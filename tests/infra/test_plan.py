@@ -121,5 +121,8 @@ def test_diff_against_a_git_revision(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "0 to add, 1 to change, 0 to remove" in result.stdout
     assert "inputs.scalingConfig.maxSize: 4 => 6" in result.stdout
-    assert "+$0.00 .. +$1,975" in result.stdout
+    # Two more g5.2xlarge nodes at most, each with its 100 GB root volume.
+    prices = price_table()["regions"]["eu-west-1"]
+    extra = 2 * (prices["ec2"]["g5.2xlarge"]["onDemandHour"] * 730 + 100 * prices["ebsGp3GbMonth"])
+    assert f"(+$0.00 .. +${extra:,.0f})" in result.stdout
     assert plan("diff", "prod", "--base", "no-such-revision", cwd=repository).returncode == 2
