@@ -118,6 +118,33 @@ def raise_problems(model: str, errors: list[InitErrorDetails]) -> None:
 # ---------------------------------------------------------------------------
 
 
+def matching(pattern: re.Pattern[str], message: str, fix: str) -> AfterValidator:
+    """A string that must match `pattern`; the message may name it as {value}."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise PydanticCustomError("stack_config", message, {"value": value, "fix": fix})
+        return value
+
+    return AfterValidator(check)
+
+
+Region = Annotated[str, matching(REGION_PATTERN, "'{value}' is not an AWS region name",
+                                 "pulumi config set region us-east-1")]
+PrincipalArn = Annotated[str, matching(
+    PRINCIPAL_ARN_PATTERN, "'{value}' is not an IAM role or user ARN",
+    "use arn:aws:iam::<account>:role/<name> (for an assumed-role session, its role's ARN)")]
+PoolName = Annotated[str, matching(
+    POOL_NAME_PATTERN, "pool name '{value}' must be 1-24 lowercase letters, digits or '-', starting with a letter "
+    "(it becomes part of AWS names and Kubernetes labels)", "rename the pool, e.g. nodePools.gpu-large")]
+CertificateArn = Annotated[str, matching(
+    ACM_ARN_PATTERN, "'{value}' is not an ACM certificate ARN",
+    "use arn:aws:acm:<region>:<account>:certificate/<id> (aws acm list-certificates), "
+    "or remove it to serve plain HTTP")]
+ModelName = Annotated[str, matching(MODEL_NAME_PATTERN, "'{value}' cannot be a model name in URLs",
+                                    "use lowercase letters, digits, '.', '_' or '-', e.g. iris")]
+
+
 def _instance_type(value: str) -> str:
     if not instance_types.INSTANCE_TYPE_PATTERN.match(value):
         raise PydanticCustomError(
@@ -154,14 +181,6 @@ def _vpc_cidr(value: str) -> str:
     return value
 
 
-def _region(value: str) -> str:
-    if not REGION_PATTERN.match(value):
-        raise PydanticCustomError(
-            "stack_config", "'{value}' is not an AWS region name",
-            {"value": value, "fix": "pulumi config set region us-east-1"})
-    return value
-
-
 def _kubernetes_version(value: str) -> str:
     if value not in KUBERNETES_RELEASES:
         supported = ", ".join(sorted(KUBERNETES_RELEASES))
@@ -178,25 +197,6 @@ def _retention_days(value: int) -> int:
         raise PydanticCustomError(
             "stack_config", "{value} is not a CloudWatch Logs retention period; choose one of {allowed}",
             {"value": value, "allowed": allowed, "fix": "pulumi config set controlPlaneLogRetentionDays 90"})
-    return value
-
-
-def _principal_arn(value: str) -> str:
-    if not PRINCIPAL_ARN_PATTERN.match(value):
-        raise PydanticCustomError(
-            "stack_config", "'{value}' is not an IAM role or user ARN",
-            {"value": value,
-             "fix": "use arn:aws:iam::<account>:role/<name> (for an assumed-role session, its role's ARN)"})
-    return value
-
-
-def _pool_name(value: str) -> str:
-    if not POOL_NAME_PATTERN.match(value):
-        raise PydanticCustomError(
-            "stack_config",
-            "pool name '{value}' must be 1-24 lowercase letters, digits or '-', starting with a letter "
-            "(it becomes part of AWS names and Kubernetes labels)",
-            {"value": value, "fix": "rename the pool, e.g. nodePools.gpu-large"})
     return value
 
 
@@ -226,27 +226,8 @@ def memory_bytes(quantity: str) -> int:
     return int(match["number"]) * MEMORY_UNITS[match["unit"]]
 
 
-def _certificate_arn(value: str) -> str:
-    if not ACM_ARN_PATTERN.match(value):
-        raise PydanticCustomError(
-            "stack_config", "'{value}' is not an ACM certificate ARN",
-            {"value": value, "fix": "use arn:aws:acm:<region>:<account>:certificate/<id> "
-                                    "(aws acm list-certificates), or remove it to serve plain HTTP"})
-    return value
-
-
-def _model_name(value: str) -> str:
-    if not MODEL_NAME_PATTERN.match(value):
-        raise PydanticCustomError(
-            "stack_config", "'{value}' cannot be a model name in URLs",
-            {"value": value, "fix": "use lowercase letters, digits, '.', '_' or '-', e.g. iris"})
-    return value
-
-
 InstanceType = Annotated[str, AfterValidator(_instance_type)]
 Ipv4Cidr = Annotated[str, AfterValidator(_ipv4_cidr)]
-PoolName = Annotated[str, AfterValidator(_pool_name)]
-PrincipalArn = Annotated[str, AfterValidator(_principal_arn)]
 
 
 # ---------------------------------------------------------------------------
@@ -316,8 +297,8 @@ class NodePoolSettings(ConfigModel):
 class ModelServiceSettings(ConfigModel):
     """The model-serving workload: how many replicas, where they run, what each may use."""
 
-    name: Annotated[str, AfterValidator(_model_name)] = Field("iris", description="Model name in the URLs.")
-    version: Annotated[str, AfterValidator(_model_name)] = Field("1", description="Model version served.")
+    name: ModelName = Field("iris", description="Model name in the URLs.")
+    version: ModelName = Field("1", description="Model version served.")
     pool: str = Field("cpu", description="Node pool the pods run on (a key of nodePools).")
     gpus: int = Field(0, ge=0, le=8, description="NVIDIA GPUs per pod; more than 0 needs a GPU pool.")
     replicas: int = Field(2, ge=1, le=100, description="Pods at creation; the autoscaler owns the count afterwards.")
@@ -334,7 +315,7 @@ class ModelServiceSettings(ConfigModel):
     max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a request may wait to share a batch.")
     prediction_log_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
-    certificate_arn: Annotated[str, AfterValidator(_certificate_arn)] | None = Field(
+    certificate_arn: CertificateArn | None = Field(
         None, description="ACM certificate for HTTPS (HTTP redirects to it); none: plain HTTP.")
 
     @model_validator(mode="after")
@@ -374,7 +355,7 @@ class StackSettings(ConfigModel):
     stack: str
 
     environment: Literal["dev", "staging", "prod"]
-    region: Annotated[str, AfterValidator(_region)]
+    region: Region
     availability_zones: list[str]
     az_count: int = Field(ge=1, le=6)
     vpc_cidr: Annotated[str, AfterValidator(_vpc_cidr)]
