@@ -94,11 +94,11 @@ class Network(pulumi.ComponentResource):
             public_subnets.append(public)
             private_subnets.append(private)
 
-        nat_zones = self.zones if settings.nat_gateways == "perAz" else self.zones[:1]
+        # perAz: each zone's private traffic leaves through its own NAT gateway and survives the
+        # loss of another zone; single: one gateway, in the first zone, for all of them.
+        nat_count = len(self.zones) if settings.nat_gateways == "perAz" else 1
         nat_gateways: dict[str, aws.ec2.NatGateway] = {}
-        for zone, public in zip(self.zones, public_subnets, strict=True):
-            if zone not in nat_zones:
-                continue
+        for zone, public in list(zip(self.zones, public_subnets, strict=True))[:nat_count]:
             address = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags=tags(f"nat-{zone}"), opts=child)
             nat_gateways[zone] = aws.ec2.NatGateway(
                 f"{name}-nat-{zone}",
@@ -110,7 +110,7 @@ class Network(pulumi.ComponentResource):
 
         private_route_tables: list[aws.ec2.RouteTable] = []
         for zone, private in zip(self.zones, private_subnets, strict=True):
-            nat = nat_gateways.get(zone, nat_gateways[nat_zones[0]])
+            nat = nat_gateways.get(zone, nat_gateways[self.zones[0]])
             route_table = aws.ec2.RouteTable(
                 f"{name}-private-{zone}",
                 vpc_id=vpc.id,
