@@ -39,7 +39,6 @@ def lifecycle_policy(keep_images: int) -> str:
 
 class Registry(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
-    repository_name: pulumi.Output[str]
     registry_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -63,6 +62,5 @@ class Registry(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.repository_url = repository.repository_url
-        self.repository_name = repository.name
         self.registry_id = repository.registry_id
         self.register_outputs({"repositoryUrl": self.repository_url})

@@ -27,10 +27,6 @@ class MethodNotAllowed(ServerError):
         self.allowed = allowed
 
 
-class PayloadTooLarge(ServerError):
-    status = 413
-
-
 class UnsupportedMediaType(ServerError):
     status = 415
 
