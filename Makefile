@@ -7,7 +7,7 @@ TOOLS  := tools/node_modules/.installed
 
 .PHONY: plan diff test lint typecheck unit serve model bench image clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt

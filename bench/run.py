@@ -7,7 +7,7 @@ the identical V2 JSON request asking for the `predict` output only, so both do t
 model work. Reported per server: requests/s and p50/p99 latency at 1, 8 and 64 clients
 with 1-row requests; rows/s with 256-row requests at 8 clients; time from process start
 to ready; and memory as PSS summed over the process tree (shared pages split between
-processes, so a model shared by workers is not counted twice).
+processes, so a model shared by workers is not counted twice) and as RSS summed.
 
 MLServer 1.7.1 + mlserver-sklearn run from their own virtualenv (bench/.venv-mlserver,
 created on first use from bench/requirements-mlserver.txt).
@@ -59,6 +59,7 @@ class LoadResult:
 class ServerResult:
     name: str
     ready_s: float
+    rss_mb: float
     pss_mb: float
     processes: int
     loads: list[LoadResult] = field(default_factory=list)
@@ -122,14 +123,15 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def pss_mb(pids: list[int]) -> float:
+def memory_mb(pids: list[int], field: str) -> float:
+    """Sum of one /proc/<pid>/smaps_rollup field (Rss or Pss) over the processes, in MB."""
     total_kb = 0
     for pid in pids:
         try:
             text = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        total_kb += int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
+        total_kb += int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
     return total_kb / 1024
 
 
@@ -187,7 +189,7 @@ def measure(name: str, launcher: Callable[[int, Path], tuple[list[str], dict[str
         ready = wait_ready(port, started, process)
         time.sleep(1)  # let every worker finish starting before memory is read
         tree = process_tree(process.pid)
-        result = ServerResult(name, ready, pss_mb(tree), len(tree))
+        result = ServerResult(name, ready, memory_mb(tree, "Rss"), memory_mb(tree, "Pss"), len(tree))
         url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
         small, big = wrk_script(workdir, 1), wrk_script(workdir, BIG_ROWS)
         run_wrk(url, small, 8, 2, 1)  # warm-up
@@ -217,8 +219,10 @@ def table(mine: ServerResult, theirs: ServerResult) -> str:
                  f"| {a.rows_per_s / b.rows_per_s:.1f}× |")
     lines.append(f"| start to ready, s | {mine.ready_s:.2f} | {theirs.ready_s:.2f} | "
                  f"{theirs.ready_s / mine.ready_s:.1f}× faster |")
-    lines.append(f"| memory (PSS), MB | {mine.pss_mb:.0f} ({mine.processes} processes) | "
-                 f"{theirs.pss_mb:.0f} ({theirs.processes} processes) | {theirs.pss_mb / mine.pss_mb:.1f}× less |")
+    lines.append(f"| resident memory (RSS, summed), MB | {mine.rss_mb:.0f} ({mine.processes} processes) | "
+                 f"{theirs.rss_mb:.0f} ({theirs.processes} processes) | {theirs.rss_mb / mine.rss_mb:.1f}× less |")
+    lines.append(f"| memory with shared pages counted once (PSS), MB | {mine.pss_mb:.0f} | {theirs.pss_mb:.0f} "
+                 f"| {theirs.pss_mb / mine.pss_mb:.1f}× less |")
     errors = sum(r.errors for r in mine.loads + theirs.loads)
     lines.append("")
     lines.append(f"Errors during the run: {errors}. Machine: {os.cpu_count()} CPUs; wrk on the same host.")

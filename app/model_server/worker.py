@@ -44,8 +44,9 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
     def make_connection() -> Connection:
         return Connection(state, app, error_body)
 
-    server = loop.run_until_complete(loop.create_server(make_connection, sock=listener, backlog=1024))
+    # Ready is true from the first accepted connection: the model is loaded and warmed up.
     state.ready = True
+    server = loop.run_until_complete(loop.create_server(make_connection, sock=listener, backlog=1024))
 
     def finish_in_flight(deadline: float, adopted: list[asyncio.Task[object]]) -> None:
         for connection in list(state.connections):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.app.conftest import Server
+from tests.app.conftest import Server, start_server
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
@@ -290,3 +291,19 @@ def test_keep_alive_and_pipelining_answer_in_order(server: Server) -> None:
             received += chunk
     ids = [json.loads(part[part.index(b"{"):])["id"] for part in received.split(b"HTTP/1.1 200 OK")[1:]]
     assert ids == [f"p{i}" for i in range(5)]
+
+
+def test_every_worker_is_ready_from_its_first_connection(tmp_path: Path) -> None:
+    """Readiness must never flicker: each new connection may land on any worker."""
+    fresh = start_server(tmp_path, MODEL_WORKERS="2", wait=False)
+    try:
+        statuses = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(statuses) < 200:
+            try:
+                statuses.append(fresh.request("GET", "/v2/health/ready", timeout=2).status)
+            except OSError:
+                time.sleep(0.01)  # not listening yet
+        assert statuses and set(statuses) == {200}, statuses
+    finally:
+        fresh.stop()
