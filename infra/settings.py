@@ -608,9 +608,8 @@ def load_settings(raw_config: Mapping[str, str], *, project: str, stack: str,
 
     if problems:
         raise StackConfigError(stack, problems)
-    return StackSettings.model_validate(
-        {"project": project, "stack": stack, **{StackSettings.model_fields[n].alias: v for n, v in parsed.items()}}
-    )
+    # Every field was validated above, one by one; build the model from those values.
+    return StackSettings.model_construct(project=project, stack=stack, **parsed)
 
 
 def settings_from_runtime() -> StackSettings:
