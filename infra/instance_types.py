@@ -2,26 +2,59 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from functools import cache
+
+# The SDK's enum lists every EC2 instance type (about 1,400) and ships offline; importing
+# just the enum module keeps settings validation fast (pulumi_aws.ec2 itself is large).
+from pulumi_aws.ec2._enums import InstanceType
 
 # NVIDIA GPU families and the accelerator they carry. The value becomes the node label
 # k8s.amazonaws.com/accelerator, which tells the cluster autoscaler a node's GPUs are
 # still coming up while the device plugin starts, so it does not scale out twice
 # (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md#special-note-on-gpu-instances).
+# Left out on purpose: g4ad (AMD Radeon), g5g and p6e-gb200 (Arm hosts), and g2/g3/p2
+# (Kepler and Maxwell GPUs the AL2023 NVIDIA driver no longer supports).
 NVIDIA_GPU_FAMILIES: dict[str, str] = {
     "g4dn": "nvidia-tesla-t4",
     "g5": "nvidia-a10g",
     "g6": "nvidia-l4",
     "g6e": "nvidia-l40s",
+    "g6f": "nvidia-l4",  # a fraction of an L4
+    "gr6": "nvidia-l4",
+    "gr6f": "nvidia-l4",
+    "g7": "nvidia-rtx-pro-4500",
+    "g7e": "nvidia-rtx-pro-6000",
     "p3": "nvidia-tesla-v100",
+    "p3dn": "nvidia-tesla-v100",
     "p4d": "nvidia-a100",
     "p4de": "nvidia-a100",
     "p5": "nvidia-h100",
     "p5e": "nvidia-h200",
+    "p5en": "nvidia-h200",
+    "p6-b200": "nvidia-b200",
+    "p6-b300": "nvidia-b300",
 }
+# Arm families whose names do not follow the 'g' attribute convention below.
+ARM64_FAMILIES = frozenset({"p6e-gb200"})
 
-INSTANCE_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-_FAMILY_PATTERN = re.compile(r"^(?P<series>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z-]*)$")
+_FAMILY_PATTERN = re.compile(r"^(?P<series>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z]*)(-[a-z0-9]+)?$")
+
+
+@cache
+def known_types() -> frozenset[str]:
+    return frozenset(member.value for member in InstanceType)
+
+
+def is_known(instance_type: str) -> bool:
+    return instance_type in known_types()
+
+
+def closest(instance_type: str) -> str | None:
+    """The known type an operator most likely meant (m7i.lagre → m7i.large)."""
+    matches = difflib.get_close_matches(instance_type, known_types(), n=1, cutoff=0.75)
+    return matches[0] if matches else None
 
 
 def family(instance_type: str) -> str:
@@ -35,5 +68,6 @@ def accelerator(instance_type: str) -> str | None:
 
 def is_arm64(instance_type: str) -> bool:
     """Graviton families carry a 'g' among the attribute letters after the generation (m7g, c7gn, g5g)."""
-    match = _FAMILY_PATTERN.match(family(instance_type))
-    return bool(match and "g" in match["attributes"])
+    name = family(instance_type)
+    match = _FAMILY_PATTERN.match(name)
+    return name in ARM64_FAMILIES or bool(match and "g" in match["attributes"])

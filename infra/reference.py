@@ -42,7 +42,7 @@ def _schema_type(schema: dict[str, Any]) -> str:
 def reference() -> str:
     lines = [BEGIN, "", "| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for key, declaration in declared_keys().items():
-        kind = declaration.get("type", "object")
+        kind = declaration["type"]
         if kind == "array":
             kind = f"array of {declaration['items']['type']}"
         default = _cell(declaration["default"]) if "default" in declaration else "**required**"

@@ -280,3 +280,52 @@ def test_valid_certificate_is_accepted() -> None:
 def test_workers_follow_the_cpu_limit() -> None:
     assert load(**service(cpuRequest="2", cpuLimit="3500m")).model_service.workers == 3
     assert load(**service(cpuRequest="250m", cpuLimit="500m")).model_service.workers == 1
+
+
+# -- instance types ------------------------------------------------------------------------------------
+
+def test_unknown_instance_type_is_refused_with_a_suggestion() -> None:
+    found = problems(nodePools=pools(cpu={"instanceTypes": ["m7i.large", "m7i.lagre"]}))
+    assert found["nodePools.cpu.instanceTypes[1]"] == (
+        "'m7i.lagre' is not an EC2 instance type; did you mean 'm7i.large'? / use 'm7i.large'")
+
+
+def test_instance_type_nothing_resembles_is_refused_without_a_guess() -> None:
+    found = problems(nodePools=pools(cpu={"instanceTypes": ["banana"]}))
+    assert found["nodePools.cpu.instanceTypes[0]"].startswith("'banana' is not an EC2 instance type / ")
+
+
+@pytest.mark.parametrize(("instance_type", "accelerator"), [
+    ("p5en.48xlarge", "nvidia-h200"), ("p6-b200.48xlarge", "nvidia-b200"), ("g6f.large", "nvidia-l4"),
+    ("g6e.xlarge", "nvidia-l40s"), ("g7e.2xlarge", "nvidia-rtx-pro-6000")])
+def test_current_nvidia_families_make_gpu_pools(instance_type: str, accelerator: str) -> None:
+    settings = load(nodePools=pools(gpu={"instanceTypes": [instance_type]}))
+    assert settings.node_pools["gpu"].accelerator == accelerator
+
+
+@pytest.mark.parametrize("instance_type", ["g4ad.xlarge", "p6e-gb200.36xlarge", "g5g.xlarge"])
+def test_gpu_types_the_nvidia_x86_ami_cannot_drive_are_refused(instance_type: str) -> None:
+    found = problems(nodePools=pools(gpu={"instanceTypes": [instance_type]}))
+    assert any(path.startswith("nodePools.gpu.instanceTypes") for path in found)
+
+
+# -- cross-checks declare what they read ----------------------------------------------------------------
+
+def test_a_cross_check_naming_an_unknown_setting_fails_at_import() -> None:
+    from infra.settings.checks import cross_check
+
+    with pytest.raises(TypeError, match="'regoin'"):
+        cross_check("regoin")
+
+
+def test_a_cross_check_reading_an_undeclared_setting_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.settings import checks
+
+    def reads_more_than_it_declares(settings: Any) -> Any:
+        if settings.environment == "prod":
+            yield "unreachable"
+
+    monkeypatch.setattr(checks, "CROSS_CHECKS", [checks.CrossCheck(frozenset({"region"}), reads_more_than_it_declares)])
+    monkeypatch.setattr("infra.settings.loading.CROSS_CHECKS", checks.CROSS_CHECKS)
+    with pytest.raises(AttributeError, match="environment"):
+        load()

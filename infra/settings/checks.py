@@ -1,0 +1,126 @@
+"""Checks across keys of a stack's config.
+
+Each check declares the settings it reads (`@cross_check("region", ...)`) and receives a
+`StackSettings` holding only those: reading an undeclared field raises at once, and a
+declared name that is not a field fails at import. The loader runs a check only when all
+of its inputs parsed, so one bad key never hides another key's problems.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from infra import addressing
+from infra.settings.fields import ACM_ARN_PATTERN
+from infra.settings.models import StackSettings, zone_count
+from infra.settings.problems import Problem, problem, set_command
+
+Check = Callable[[StackSettings], Iterator[Problem]]
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    inputs: frozenset[str]
+    run: Check
+
+
+CROSS_CHECKS: list[CrossCheck] = []
+
+
+def cross_check(*inputs: str) -> Callable[[Check], Check]:
+    unknown = set(inputs) - set(StackSettings.model_fields)
+    if unknown:
+        raise TypeError(f"cross-check inputs {sorted(unknown)} are not StackSettings fields")
+
+    def register(check: Check) -> Check:
+        CROSS_CHECKS.append(CrossCheck(frozenset(inputs), check))
+        return check
+
+    return register
+
+
+@cross_check("availability_zones", "az_count")
+def _zone_count(settings: StackSettings) -> Iterator[Problem]:
+    zones = settings.availability_zones
+    if zones and len(zones) < 2:
+        yield problem(f"{len(zones)} zone given; EKS needs subnets in at least 2",
+                      "list two or more zones, e.g. [\"us-east-1a\", \"us-east-1b\"]", "availabilityZones")
+    elif not zones and settings.az_count < 2:
+        yield problem(f"{settings.az_count} zone; EKS needs subnets in at least 2", set_command("azCount", 2),
+                      "azCount")
+
+
+@cross_check("availability_zones", "region")
+def _zone_names(settings: StackSettings) -> Iterator[Problem]:
+    region = settings.region
+    for index, zone in enumerate(settings.availability_zones):
+        if not re.fullmatch(re.escape(region) + r"[a-z]", zone):
+            yield problem(f"'{zone}' is not a zone of region {region}", f"use a zone such as {region}a",
+                          f"availabilityZones[{index}]")
+    if len(set(settings.availability_zones)) != len(settings.availability_zones):
+        yield problem("lists a zone twice", "list each zone once", "availabilityZones")
+
+
+@cross_check("vpc_cidr", "availability_zones", "az_count")
+def _vpc_size(settings: StackSettings) -> Iterator[Problem]:
+    vpc_cidr = settings.vpc_cidr
+    zones = zone_count(settings.availability_zones, settings.az_count)
+    prefix = addressing.subnet_prefix(vpc_cidr, zones)
+    if prefix > addressing.MIN_SUBNET_PREFIX:
+        widest = vpc_cidr.split("/")[1]
+        needed = addressing.MIN_SUBNET_PREFIX - (prefix - int(widest))
+        yield problem(
+            f"{vpc_cidr} is too small for {zones} zone(s): each of its {2 * zones} subnets would be /{prefix}, "
+            f"and pods need at least /{addressing.MIN_SUBNET_PREFIX}",
+            f"use a /{needed} or larger, e.g. " + set_command("vpcCidr", f"10.0.0.0/{min(needed, 16)}"), "vpcCidr")
+
+
+@cross_check("node_pools")
+def _system_pool(settings: StackSettings) -> Iterator[Problem]:
+    if not any(pool.always_has_nodes for pool in settings.node_pools.values()):
+        yield problem(
+            "no CPU pool (gpu: false) with minSize >= 1 to run system pods (CoreDNS, controllers, autoscaler)",
+            set_command("nodePools.cpu.minSize", 2), "nodePools")
+
+
+@cross_check("environment", "endpoint_public_access_cidrs")
+def _public_endpoint(settings: StackSettings) -> Iterator[Problem]:
+    if settings.environment != "prod":
+        return
+    for index, cidr in enumerate(settings.endpoint_public_access_cidrs):
+        if ipaddress.IPv4Network(cidr).prefixlen == 0:
+            yield problem(f"{cidr} opens the prod Kubernetes API to the whole internet",
+                          "list only your office, VPN or CI runner ranges, or [] for a private-only endpoint",
+                          f"endpointPublicAccessCidrs[{index}]")
+
+
+@cross_check("model_service", "node_pools")
+def _model_placement(settings: StackSettings) -> Iterator[Problem]:
+    model, node_pools = settings.model_service, settings.node_pools
+    pool = node_pools.get(model.pool)
+    if pool is None:
+        yield problem(f"'{model.pool}' is not a node pool; pools: " + ", ".join(node_pools),
+                      set_command("modelService.pool", next(iter(node_pools), "cpu")), "modelService.pool")
+        return
+    gpu_pools = [name for name, candidate in node_pools.items() if candidate.gpu]
+    if model.gpus and not pool.gpu:
+        where = f"use one of the GPU pools: {', '.join(gpu_pools)}" if gpu_pools else (
+            "this stack has no GPU pool: add one to nodePools (gpu: true), or set gpus: 0")
+        yield problem(f"{model.gpus} GPU(s) requested, but pool '{model.pool}' has no GPUs", where,
+                      "modelService.gpus")
+    if pool.gpu and not model.gpus:
+        yield problem(f"0 GPUs requested on GPU pool '{model.pool}' "
+                      "(its taint keeps CPU-only pods off, and it would waste the GPUs)",
+                      set_command("modelService.gpus", 1) + " or move the model to a CPU pool", "modelService.gpus")
+
+
+@cross_check("model_service", "region")
+def _certificate_region(settings: StackSettings) -> Iterator[Problem]:
+    match = ACM_ARN_PATTERN.match(settings.model_service.certificate_arn or "")
+    if match and match["region"] != settings.region:
+        yield problem(f"the certificate is in {match['region']}, but a load balancer in {settings.region} "
+                      "can only use certificates from its own region", f"request or import one in {settings.region}",
+                      "modelService.certificateArn")

@@ -1,0 +1,139 @@
+"""Field types with their own checks: each rejects a bad value with a `problem` naming a fix."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator
+
+from infra import instance_types
+from infra.settings.problems import Invalid, problem, set_command
+from infra.versions import KUBERNETES_RELEASES
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+                      1096, 1827, 2192, 2557, 2922, 3288, 3653)
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+PRINCIPAL_ARN_PATTERN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+POOL_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,22}[a-z0-9])?$")
+MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+ACM_ARN_PATTERN = re.compile(
+    r"^arn:aws(-[a-z]+)*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-\d{1,2}):\d{12}:certificate/[0-9a-f-]{36}$")
+CPU_PATTERN = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<milli>m)?$")
+MEMORY_PATTERN = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
+MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+Value = TypeVar("Value")
+
+
+def checked(check: Callable[[Value], None]) -> AfterValidator:
+    """A validator from a function that raises `Invalid` and otherwise returns nothing."""
+
+    def validate(value: Value) -> Value:
+        check(value)
+        return value
+
+    return AfterValidator(validate)
+
+
+def matching(pattern: re.Pattern[str], message: str, fix: str) -> AfterValidator:
+    """A string that must match `pattern`; the message may name it as {value}."""
+
+    def check(value: str) -> None:
+        if not pattern.match(value):
+            raise Invalid(problem(message.format(value=value), fix))
+
+    return checked(check)
+
+
+def cpu_cores(quantity: str) -> float:
+    match = CPU_PATTERN.match(quantity)
+    assert match is not None
+    return float(match["number"]) / (1000 if match["milli"] else 1)
+
+
+def memory_bytes(quantity: str) -> int:
+    match = MEMORY_PATTERN.match(quantity)
+    assert match is not None
+    return int(match["number"]) * MEMORY_UNITS[match["unit"]]
+
+
+def _instance_type(value: str) -> None:
+    if not instance_types.is_known(value):
+        suggestion = instance_types.closest(value)
+        raise Invalid(problem(
+            f"'{value}' is not an EC2 instance type" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
+            f"use '{suggestion}'" if suggestion else "use a type such as m7i.large (aws ec2 describe-instance-types)"))
+    if instance_types.is_arm64(value):
+        raise Invalid(problem(f"'{value}' is an Arm (Graviton) type, but node pools run x86_64 AL2023 AMIs",
+                              "use an x86_64 type such as m7i.large or g5.xlarge"))
+
+
+def _ipv4_cidr(value: str) -> None:
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise Invalid(problem(f"'{value}' is not an IPv4 CIDR block ({error})", "write it like 203.0.113.0/24")) \
+            from None
+
+
+def _vpc_cidr(value: str) -> None:
+    _ipv4_cidr(value)
+    network = ipaddress.IPv4Network(value)
+    if not 16 <= network.prefixlen <= 28:
+        raise Invalid(problem(f"a VPC CIDR must be between /16 and /28, got /{network.prefixlen}",
+                              "use a block such as 10.0.0.0/16"))
+    if not network.is_private:
+        raise Invalid(problem(f"'{value}' is not a private (RFC 1918) range",
+                              "use a block inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"))
+
+
+def _kubernetes_version(value: str) -> None:
+    if value not in KUBERNETES_RELEASES:
+        supported = sorted(KUBERNETES_RELEASES)
+        raise Invalid(problem(f"'{value}' is not supported; choose one of {', '.join(supported)}",
+                              set_command("kubernetesVersion", supported[-1])))
+
+
+def _retention_days(value: int) -> None:
+    if value not in LOG_RETENTION_DAYS:
+        allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+        raise Invalid(problem(f"{value} is not a CloudWatch Logs retention period; choose one of {allowed}",
+                              "use the nearest allowed period, e.g. 90"))
+
+
+def _cpu(value: str) -> None:
+    if not CPU_PATTERN.match(value) or cpu_cores(value) <= 0:
+        raise Invalid(problem(f"'{value}' is not a CPU quantity", "write cores like 500m, 1 or 1.5"))
+
+
+def _memory(value: str) -> None:
+    if not MEMORY_PATTERN.match(value) or memory_bytes(value) <= 0:
+        raise Invalid(problem(f"'{value}' is not a memory quantity", "write bytes like 512Mi or 2Gi"))
+
+
+Region = Annotated[str, matching(REGION_PATTERN, "'{value}' is not an AWS region name",
+                                 "pulumi config set region us-east-1")]
+PrincipalArn = Annotated[str, matching(
+    PRINCIPAL_ARN_PATTERN, "'{value}' is not an IAM role or user ARN",
+    "use arn:aws:iam::<account>:role/<name> (for an assumed-role session, its role's ARN)")]
+PoolName = Annotated[str, matching(
+    POOL_NAME_PATTERN, "pool name '{value}' must be 1-24 lowercase letters, digits or '-', starting with a letter "
+    "(it becomes part of AWS names and Kubernetes labels)", "rename the pool, e.g. nodePools.gpu-large")]
+CertificateArn = Annotated[str, matching(
+    ACM_ARN_PATTERN, "'{value}' is not an ACM certificate ARN",
+    "use arn:aws:acm:<region>:<account>:certificate/<id> (aws acm list-certificates), "
+    "or remove it to serve plain HTTP")]
+ModelName = Annotated[str, matching(MODEL_NAME_PATTERN, "'{value}' cannot be a model name in URLs",
+                                    "use lowercase letters, digits, '.', '_' or '-', e.g. iris")]
+InstanceTypeName = Annotated[str, checked(_instance_type)]
+Ipv4Cidr = Annotated[str, checked(_ipv4_cidr)]
+VpcCidr = Annotated[str, checked(_vpc_cidr)]
+KubernetesVersion = Annotated[str, checked(_kubernetes_version)]
+RetentionDays = Annotated[int, checked(_retention_days)]
+CpuQuantity = Annotated[str, checked(_cpu)]
+MemoryQuantity = Annotated[str, checked(_memory)]

@@ -1,0 +1,219 @@
+"""The settings models: frozen, typed, camelCase keys as written in stack config.
+
+Each model checks what only its own fields decide; checks across keys of the stack are
+in checks.py.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from infra import addressing, instance_types
+from infra.settings.fields import (
+    CertificateArn,
+    CpuQuantity,
+    InstanceTypeName,
+    Ipv4Cidr,
+    KubernetesVersion,
+    MemoryQuantity,
+    ModelName,
+    PoolName,
+    PrincipalArn,
+    Region,
+    RetentionDays,
+    VpcCidr,
+    cpu_cores,
+    memory_bytes,
+)
+from infra.settings.problems import Invalid, Problem, problem
+
+
+class ConfigModel(BaseModel):
+    """Frozen, no unknown keys, camelCase keys as written in stack config."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, validate_by_alias=True, validate_by_name=False
+    )
+
+
+def raise_if(problems: list[Problem]) -> None:
+    if problems:
+        raise Invalid(*problems)
+
+
+class NodePoolSettings(ConfigModel):
+    """One managed node group. Pools are a map keyed by name, so adding one never renames another."""
+
+    instance_types: list[InstanceTypeName] = Field(min_length=1, description="EC2 instance types, x86_64.")
+    gpu: bool = Field(False, description="NVIDIA GPU pool: GPU AMI, taint and accelerator label. Never guessed.")
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = Field(
+        "ON_DEMAND", description="How instances are bought; SPOT is cheaper but can be reclaimed.")
+    min_size: int = Field(ge=0, le=1000, description="Fewest nodes; 0 lets the autoscaler empty the pool.")
+    max_size: int = Field(ge=1, le=1000, description="Most nodes the autoscaler may start.")
+    desired_size: int | None = Field(
+        None, description="Nodes at creation (default minSize); the autoscaler owns the count afterwards.")
+    disk_size_gib: int = Field(50, ge=20, le=16384, description="Size in GiB of the encrypted gp3 root volume.")
+    max_unavailable_percentage: int = Field(33, ge=1, le=100, description="Nodes replaced at once on update.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NodePoolSettings:
+        problems: list[Problem] = []
+        if self.min_size > self.max_size:
+            problems.append(problem(f"{self.max_size} is less than minSize {self.min_size}",
+                                    f"raise maxSize to at least {self.min_size} or lower minSize", "maxSize"))
+        elif self.desired_size is not None and not self.min_size <= self.desired_size <= self.max_size:
+            problems.append(problem(
+                f"{self.desired_size} is outside [minSize {self.min_size}, maxSize {self.max_size}]",
+                f"set desiredSize between {self.min_size} and {self.max_size}, or remove it", "desiredSize"))
+        without_gpu = [t for t in self.instance_types if instance_types.accelerator(t) is None]
+        with_gpu = [t for t in self.instance_types if instance_types.accelerator(t) is not None]
+        if self.gpu and without_gpu:
+            problems.append(problem(f"gpu is true but {', '.join(without_gpu)} has no NVIDIA GPU",
+                                    "use GPU types such as g5.xlarge, g6.xlarge or g4dn.xlarge, or set gpu: false",
+                                    "instanceTypes"))
+        if not self.gpu and with_gpu:
+            problems.append(problem(f"{', '.join(with_gpu)} carries an NVIDIA GPU but gpu is false",
+                                    "set gpu: true so the pool gets the GPU AMI and taint, or use CPU types",
+                                    "instanceTypes"))
+        if self.gpu and not without_gpu and len({instance_types.accelerator(t) for t in with_gpu}) > 1:
+            problems.append(problem(f"{', '.join(with_gpu)} mix GPU models; one pool carries one accelerator label",
+                                    "split them into one pool per GPU model", "instanceTypes"))
+        raise_if(problems)
+        return self
+
+    @property
+    def initial_size(self) -> int:
+        return self.min_size if self.desired_size is None else self.desired_size
+
+    @property
+    def accelerator(self) -> str | None:
+        return instance_types.accelerator(self.instance_types[0]) if self.gpu else None
+
+    @property
+    def always_has_nodes(self) -> bool:
+        """A CPU pool that never scales to zero: where cluster add-ons and controllers run."""
+        return not self.gpu and self.min_size >= 1
+
+
+class ModelServiceSettings(ConfigModel):
+    """The model-serving workload: how many replicas, where they run, what each may use."""
+
+    name: ModelName = Field("iris", description="Model name in the URLs.")
+    version: ModelName = Field("1", description="Model version served.")
+    pool: str = Field("cpu", description="Node pool the pods run on (a key of nodePools).")
+    gpus: int = Field(0, ge=0, le=8, description="NVIDIA GPUs per pod; more than 0 needs a GPU pool.")
+    replicas: int = Field(2, ge=1, le=100, description="Pods at creation; the autoscaler owns the count afterwards.")
+    min_replicas: int = Field(2, ge=1, le=100, description="Fewest pods the autoscaler keeps.")
+    max_replicas: int = Field(6, ge=1, le=100, description="Most pods the autoscaler starts.")
+    target_cpu_utilization: int = Field(
+        70, ge=10, le=100, description="CPU use (% of request) the autoscaler aims at.")
+    cpu_request: CpuQuantity = Field("1", description="CPU reserved per pod.")
+    cpu_limit: CpuQuantity = Field("1", description="CPU cap per pod; sets the server's workers.")
+    memory_request: MemoryQuantity = Field("512Mi", description="Memory reserved per pod.")
+    memory_limit: MemoryQuantity = Field("1Gi", description="Memory cap per pod.")
+    max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows per predict call.")
+    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a request may wait to share a batch.")
+    prediction_log_sample_rate: float = Field(
+        0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
+    certificate_arn: CertificateArn | None = Field(
+        None, description="ACM certificate for HTTPS (HTTP redirects to it); none: plain HTTP.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelServiceSettings:
+        problems: list[Problem] = []
+        if self.min_replicas > self.max_replicas:
+            problems.append(problem(f"{self.min_replicas} is above maxReplicas {self.max_replicas}",
+                                    f"lower minReplicas to at most {self.max_replicas} or raise maxReplicas",
+                                    "minReplicas"))
+        elif not self.min_replicas <= self.replicas <= self.max_replicas:
+            problems.append(problem(
+                f"{self.replicas} is outside [minReplicas {self.min_replicas}, maxReplicas {self.max_replicas}]",
+                f"set replicas between {self.min_replicas} and {self.max_replicas}", "replicas"))
+        if cpu_cores(self.cpu_limit) < cpu_cores(self.cpu_request):
+            problems.append(problem(f"{self.cpu_limit} is below cpuRequest {self.cpu_request}",
+                                    f"raise cpuLimit to at least {self.cpu_request} or lower cpuRequest", "cpuLimit"))
+        if memory_bytes(self.memory_limit) < memory_bytes(self.memory_request):
+            problems.append(problem(f"{self.memory_limit} is below memoryRequest {self.memory_request}",
+                                    f"raise memoryLimit to at least {self.memory_request} or lower memoryRequest",
+                                    "memoryLimit"))
+        raise_if(problems)
+        return self
+
+    @property
+    def workers(self) -> int:
+        """Server worker processes: one per whole CPU the pod may use."""
+        return max(1, int(cpu_cores(self.cpu_limit)))
+
+
+class StackSettings(ConfigModel):
+    """Everything a stack's config says, validated. Field aliases are the config keys."""
+
+    # Supplied by the Pulumi runtime, not by config (see loading.RUNTIME_FIELDS).
+    project: str
+    stack: str
+
+    environment: Literal["dev", "staging", "prod"]
+    region: Region
+    availability_zones: list[str]
+    az_count: int = Field(ge=1, le=6)
+    vpc_cidr: VpcCidr
+    nat_gateways: Literal["single", "perAz"]
+    kubernetes_version: KubernetesVersion
+    endpoint_public_access_cidrs: list[Ipv4Cidr]
+    admin_principal_arns: list[PrincipalArn]
+    control_plane_log_retention_days: RetentionDays
+    node_pools: dict[PoolName, NodePoolSettings]
+    ecr_keep_images: int = Field(ge=1, le=1000)
+    retain_data_on_destroy: bool
+    model_service: ModelServiceSettings
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def name(self) -> str:
+        """Prefix of every physical name; also the EKS cluster's name."""
+        return f"{self.project}-{self.stack}"
+
+    @property
+    def partition(self) -> str:
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        return "aws"
+
+    @property
+    def system_pool(self) -> str:
+        """The CPU pool that always has nodes: cluster add-ons and controllers run there."""
+        return next(name for name, pool in self.node_pools.items() if pool.always_has_nodes)
+
+    @property
+    def has_gpu_pool(self) -> bool:
+        return any(pool.gpu for pool in self.node_pools.values())
+
+    @property
+    def zone_count(self) -> int:
+        return zone_count(self.availability_zones, self.az_count)
+
+    @cached_property
+    def subnet_cidrs(self) -> list[tuple[str, str]]:
+        """(private, public) CIDR for each zone, in zone order."""
+        return addressing.split_vpc_cidr(self.vpc_cidr, self.zone_count)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Carried by every taggable AWS resource (set explicitly: provider default tags
+        are invisible to previews' per-resource diffs and to our offline synthesis)."""
+        return {"project": self.project, "stack": self.stack, "environment": self.environment,
+                "managed-by": "pulumi"}
+
+
+def zone_count(availability_zones: list[str], az_count: int) -> int:
+    """Listed zones win; otherwise the first az_count zones of the region."""
+    return len(availability_zones) or az_count
