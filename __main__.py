@@ -52,10 +52,13 @@ nodes_ready = [*node_pools.values(), core_addons]
 ingress = LoadBalancerController(
     "ingress", LoadBalancerControllerArgs(settings=settings, cluster_name=cluster.name, account_id=cluster.account_id,
                                           vpc_id=network.vpc_id, wait_for=nodes_ready), opts=on_cluster)
+# The controller's webhooks reject what they cannot reach (failurePolicy: Fail): whatever creates
+# a Service, an Ingress or a pod in a namespace they watch waits until its release is ready.
+webhooks_ready = [*nodes_ready, ingress.release]
 ClusterAutoscaler(
     "autoscaler", ClusterAutoscalerArgs(settings=settings, cluster_name=cluster.name, account_id=cluster.account_id,
-                                        wait_for=nodes_ready), opts=on_cluster)
-MetricsServer("metrics", MetricsServerArgs(settings=settings, wait_for=nodes_ready), opts=on_cluster)
+                                        wait_for=webhooks_ready), opts=on_cluster)
+MetricsServer("metrics", MetricsServerArgs(settings=settings, wait_for=webhooks_ready), opts=on_cluster)
 if settings.has_gpu_pool:
     GpuSupport("gpu", GpuSupportArgs(wait_for=nodes_ready), opts=on_cluster)
 storage = Storage(
@@ -71,8 +74,7 @@ model_service = ModelService(
     ModelServiceArgs(settings=settings, image_ref=image.image_ref, model_sha256=app.model_sha256,
                      vpc_cidr=network.vpc_cidr, shared_storage_class=storage.shared_storage_class,
                      ingress_class=ingress.ingress_class,
-                     # The controller's webhooks must answer before pods and Ingresses are created.
-                     wait_for=[ingress.release, core_addons, *storage.mount_targets]),
+                     wait_for=[*webhooks_ready, *storage.mount_targets]),
     opts=on_cluster)
 
 pulumi.export("vpcId", network.vpc_id)

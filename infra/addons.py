@@ -25,18 +25,26 @@ POD_IDENTITY_AGENT = "eks-pod-identity-agent"
 
 
 @dataclass(frozen=True)
-class AddonSpec:
-    # kube-system service account that gets AWS permissions through Pod Identity.
-    service_account: str | None = None
+class AddonIdentity:
+    """A kube-system service account of the add-on that gets AWS permissions through Pod Identity."""
+
+    service_account: str
     managed_policies: tuple[str, ...] = ()
+    inline_statements: tuple[dict[str, Any], ...] = ()
+    # Appended to the role's resource name; empty for the add-on's first identity (kept as it was).
+    role_suffix: str = ""
+
+
+@dataclass(frozen=True)
+class AddonSpec:
+    identities: tuple[AddonIdentity, ...] = ()
     configuration: dict[str, Any] = field(default_factory=dict)
 
 
 ADDONS: dict[str, AddonSpec] = {
     POD_IDENTITY_AGENT: AddonSpec(),
     "vpc-cni": AddonSpec(
-        service_account="aws-node",
-        managed_policies=("AmazonEKS_CNI_Policy",),
+        identities=(AddonIdentity("aws-node", managed_policies=("AmazonEKS_CNI_Policy",)),),
         # Without the network policy agent, NetworkPolicy objects are accepted but not enforced
         # (https://docs.aws.amazon.com/eks/latest/userguide/cni-network-policy.html).
         configuration={"enableNetworkPolicy": "true"},
@@ -44,10 +52,17 @@ ADDONS: dict[str, AddonSpec] = {
     "kube-proxy": AddonSpec(),
     "coredns": AddonSpec(),
     # Storage drivers: their controllers call EC2/EFS APIs with AWS managed policies.
-    "aws-ebs-csi-driver": AddonSpec(
-        service_account="ebs-csi-controller-sa", managed_policies=("service-role/AmazonEBSCSIDriverPolicy",)),
-    "aws-efs-csi-driver": AddonSpec(
-        service_account="efs-csi-controller-sa", managed_policies=("service-role/AmazonEFSCSIDriverPolicy",)),
+    "aws-ebs-csi-driver": AddonSpec(identities=(
+        AddonIdentity("ebs-csi-controller-sa", managed_policies=("service-role/AmazonEBSCSIDriverPolicy",)),)),
+    # EFS CSI v3 runs its node DaemonSet under its own service account: the node plugin only looks up
+    # mount targets and zones (efs-utils' fallback when a mount target's DNS name does not resolve),
+    # so it gets just that instead of the controller's access-point permissions.
+    "aws-efs-csi-driver": AddonSpec(identities=(
+        AddonIdentity("efs-csi-controller-sa", managed_policies=("service-role/AmazonEFSCSIDriverPolicy",)),
+        AddonIdentity("efs-csi-node-sa", role_suffix="node", inline_statements=(
+            {"Sid": "FindMountTargets", "Effect": "Allow", "Resource": "*",
+             "Action": ["elasticfilesystem:DescribeMountTargets", "ec2:DescribeAvailabilityZones"]},)),
+    )),
 }
 
 BEFORE_NODES: tuple[str, ...] = (POD_IDENTITY_AGENT, "vpc-cni", "kube-proxy")
@@ -74,14 +89,17 @@ class EksAddons(pulumi.ComponentResource):
             spec = ADDONS[addon_name]
             pod_identity: list[aws.eks.AddonPodIdentityAssociationArgsDict] = []
             depends_on: list[pulumi.Resource] = list(args.wait_for)
-            if spec.service_account is not None:
+            for identity in spec.identities:
+                role_name = "-".join(filter(None, (name, addon_name, identity.role_suffix)))
                 role_arn = iam.role_with_policies(
-                    f"{name}-{addon_name}", service=iam.POD_IDENTITY_PRINCIPAL, partition=settings.partition,
-                    tags=settings.tags, managed_policies=spec.managed_policies, opts=child)
-                pod_identity.append({"role_arn": role_arn, "service_account": spec.service_account})
-                # Credentials come from the agent: in the same set, wait for it.
-                if POD_IDENTITY_AGENT in created:
-                    depends_on.append(created[POD_IDENTITY_AGENT])
+                    role_name, service=iam.POD_IDENTITY_PRINCIPAL, partition=settings.partition,
+                    tags=settings.tags, managed_policies=identity.managed_policies,
+                    inline_policy=iam.policy_document(identity.inline_statements) if identity.inline_statements
+                    else None, opts=child)
+                pod_identity.append({"role_arn": role_arn, "service_account": identity.service_account})
+            # Credentials come from the agent: in the same set, wait for it.
+            if spec.identities and POD_IDENTITY_AGENT in created:
+                depends_on.append(created[POD_IDENTITY_AGENT])
             created[addon_name] = aws.eks.Addon(
                 f"{name}-{addon_name}",
                 cluster_name=args.cluster_name,

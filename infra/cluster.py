@@ -104,18 +104,19 @@ class Cluster(pulumi.ComponentResource):
         self.account_id = caller.account_id
         # An assumed-role session ARN cannot be an access entry; its role's ARN can.
         deployer = aws.iam.get_session_context(arn=caller.arn, opts=invoke).issuer_arn
+        admin_access: list[pulumi.Resource] = []
         for principal_name, principal_arn in admin_principals(settings, deployer).items():
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{principal_name}", cluster_name=cluster.name, principal_arn=principal_arn,
                 type="STANDARD", tags=settings.tags, opts=child)
-            aws.eks.AccessPolicyAssociation(
+            admin_access.append(aws.eks.AccessPolicyAssociation(
                 f"{name}-admin-{principal_name}",
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
                 policy_arn=f"arn:{settings.partition}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}",
                 access_scope={"type": "cluster"},
                 opts=child,
-            )
+            ))
 
         self.name = cluster.name
         self.endpoint = cluster.endpoint
@@ -129,7 +130,10 @@ class Cluster(pulumi.ComponentResource):
             # Identify the cluster by ARN so a kubeconfig change (new CA, new token command) does
             # not replace the provider and with it every Kubernetes object.
             cluster_identifier=cluster.arn,
-            opts=child,
+            # With bootstrap_cluster_creator_admin_permissions off, the deployer can reach the API only
+            # once its access entry and cluster-admin association exist; everything on the cluster
+            # uses this provider, so it all waits for them (a 401/403 on the first `up` otherwise).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=admin_access),
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": self.kubeconfig})
 

@@ -9,7 +9,6 @@ which keeps reviewers' previews fast.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,13 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
+from docker.utils.build import exclude_paths
 
 from infra.settings import PROJECT_DIR, StackSettings
 
 APP_DIR = PROJECT_DIR / "app"
 MODEL_FILE = "model.pkl"
+DOCKERFILE = "Dockerfile"
 # What app/Dockerfile and app/model_server provide.
 SERVER_UID = 10001
 SERVER_PORT = 8080
@@ -34,29 +35,14 @@ class AppArtifactError(ValueError):
     """app/ cannot be deployed as it is."""
 
 
-def _matches(relative: str, pattern: str) -> bool:
-    """A .dockerignore pattern against a path: it matches the path or a directory above it,
-    and a leading '**/' lets it start at any depth."""
-    parts = relative.split("/")
-    if pattern.startswith("**/"):
-        return any(_matches("/".join(parts[i:]), pattern[3:]) for i in range(len(parts)))
-    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
-
-
-def _ignored(relative: str, patterns: list[str]) -> bool:
-    """The last matching pattern decides; '!' re-includes."""
-    ignored = False
-    for pattern in patterns:
-        if _matches(relative, pattern.lstrip("!").rstrip("/")):
-            ignored = not pattern.startswith("!")
-    return ignored
-
-
 def context_files(app_dir: Path = APP_DIR) -> list[Path]:
+    """The files `docker build app/` sends, by Docker's own .dockerignore rules (docker-py ports
+    moby's matcher: `*` stops at '/', `**` crosses it, the last matching pattern wins, `!`
+    re-includes). The Dockerfile and .dockerignore are always sent, and shape the image too."""
     lines = (app_dir / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    files = [path for path in app_dir.rglob("*") if path.is_file()]
-    return sorted(path for path in files if not _ignored(path.relative_to(app_dir).as_posix(), patterns))
+    included = exclude_paths(str(app_dir), patterns, dockerfile=DOCKERFILE)
+    return sorted(app_dir / relative for relative in included if (app_dir / relative).is_file())
 
 
 def content_tag(app_dir: Path = APP_DIR) -> str:
@@ -115,7 +101,7 @@ class ModelImage(pulumi.ComponentResource):
             build={
                 # Relative to the project (Pulumi runs the program there): the same in every checkout.
                 "context": APP_DIR.relative_to(PROJECT_DIR).as_posix(),
-                "dockerfile": (APP_DIR / "Dockerfile").relative_to(PROJECT_DIR).as_posix(),
+                "dockerfile": (APP_DIR / DOCKERFILE).relative_to(PROJECT_DIR).as_posix(),
                 "platform": PLATFORM,
                 "args": {"VERSION": args.artifact.tag},
             },

@@ -189,6 +189,8 @@ class ModelService(pulumi.ComponentResource):
             "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled",
         }}, opts=child)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        # Pods, the Service and the Ingress pass the ALB controller's webhooks: wait until they answer.
+        after_platform = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *args.wait_for])
 
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-account", metadata=metadata(APP_NAME), automount_service_account_token=False,
@@ -225,7 +227,7 @@ class ModelService(pulumi.ComponentResource):
             f"{name}-service",
             metadata=metadata(APP_NAME),
             spec={"selector": selector, "ports": [{"name": "http", "port": 80, "target_port": "http"}]},
-            opts=in_namespace,
+            opts=after_platform,
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
@@ -235,7 +237,7 @@ class ModelService(pulumi.ComponentResource):
                 "rules": [{"http": {"paths": [{"path": "/", "path_type": "Prefix", "backend": {
                     "service": {"name": service.metadata.name, "port": {"name": "http"}}}}]}}],
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *args.wait_for]),
+            opts=after_platform,
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",

@@ -24,6 +24,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
@@ -31,6 +32,13 @@ from infra.settings import PROJECT_DIR, StackConfigError, declared_keys, project
 
 ACCOUNT_ID = "123456789012"
 SECRET = "[secret]"
+# pulumi_tls resources and the PEM output each computes.
+MOCK_PEM_OUTPUTS = {
+    "tls:index/privateKey:PrivateKey": "privateKeyPem",
+    "tls:index/selfSignedCert:SelfSignedCert": "certPem",
+    "tls:index/certRequest:CertRequest": "certRequestPem",
+    "tls:index/locallySignedCert:LocallySignedCert": "certPem",
+}
 
 
 @dataclass
@@ -189,6 +197,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
         elif args.typ == "aws:ecr/repository:Repository":
             outputs["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{name}"
+            outputs["registryId"] = ACCOUNT_ID
         elif args.typ == "aws:kms/key:Key":
             outputs["keyId"] = resource_id
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -197,8 +206,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["nodeGroupName"] = inputs.get("nodeGroupName") or name
         elif args.typ == "aws:eks/accessEntry:AccessEntry":
             outputs["principalArn"] = inputs["principalArn"]
-        elif args.typ == "aws:ecr/repository:Repository":
-            outputs["registryId"] = ACCOUNT_ID
+        elif args.typ in MOCK_PEM_OUTPUTS:
+            # Stable per resource, so renders of a chart that embeds them are stable too.
+            outputs[MOCK_PEM_OUTPUTS[args.typ]] = f"-----BEGIN MOCK-----\n{args.typ} {args.name}\n-----END MOCK-----\n"
         elif args.typ == "docker:index/image:Image":
             repository = str(inputs["imageName"]).rsplit(":", 1)[0]
             digest = hashlib.sha256(str(inputs["imageName"]).encode()).hexdigest()
@@ -250,12 +260,18 @@ def _provider_name(reference: str) -> str | None:
 
 
 def _plain(value: Any) -> Any:
-    """Inputs as the program wrote them: secrets redacted, and whole numbers back to int
-    (the wire format carries every number as a float)."""
+    """Inputs as the program wrote them, from the wire format read as plain JSON (the SDK's own
+    deserializer would mark a whole map secret when one value in it is): each secret value
+    redacted where it sits, output values unwrapped, and whole numbers back to int (the wire
+    format carries every number as a float)."""
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        signature = value.get(rpc._special_sig_key)
+        if signature == rpc._special_secret_sig:
             return SECRET
-        return {key: _plain(item) for key, item in value.items()}
+        if signature == rpc._special_output_value_sig:
+            return SECRET if value.get("secret") else _plain(value.get("value"))
+        # An input set to None is not set (the SDK's deserializer drops it too).
+        return {key: _plain(item) for key, item in value.items() if item is not None}
     if isinstance(value, list):
         return [_plain(item) for item in value]
     if isinstance(value, float) and value.is_integer():
@@ -274,7 +290,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = _plain(rpc.deserialize_properties(request.object, keep_internal=False))
+            inputs = _plain({key: item for key, item in json_format.MessageToDict(request.object).items()
+                             if not key.startswith("__")})
             stack_urn_prefix = "urn:pulumi:"
             parent = request.parent if request.parent and "pulumi:pulumi:Stack::" not in request.parent else None
             self.synthesis.resources.append(ResourceRecord(

@@ -1,7 +1,10 @@
 """Every version the program pins, in one place.
 
 Python packages are pinned in requirements*.txt and the server's base image in
-app/Dockerfile; everything the Pulumi program itself deploys is pinned here.
+app/Dockerfile; everything the Pulumi program itself deploys is pinned here, each with
+where it was checked. `aws eks describe-addon-versions --kubernetes-version <v>
+--addon-name <name>` (needs AWS credentials) is the definitive check for an add-on build;
+the sources below are public pages and configs seen in late 2026.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from dataclasses import dataclass
 class KubernetesRelease:
     """A Kubernetes minor version we support on EKS, with the add-ons pinned for it."""
 
-    standard_support_ends: str
     # EKS managed add-on versions (`aws eks describe-addon-versions --kubernetes-version <v>`).
     eks_addons: dict[str, str]
     # Cluster Autoscaler must run the release matching the cluster's minor version
@@ -21,24 +23,37 @@ class KubernetesRelease:
     cluster_autoscaler_image_tag: str
 
 
-# Only versions in EKS standard support with verified add-on pins. 1.34 leaves standard
-# support on 2026-12-02, after which the STANDARD upgrade policy upgrades it anyway.
+# Only versions in EKS standard support with pinned add-ons: 1.35 (standard support until
+# 2027-03-27; Pulumi.yaml's default) and 1.36 (offered since mid-2026). 1.34 leaves standard
+# support on 2026-12-02.
+# Sources: kube-proxy and CoreDNS from the EKS user guide's add-on pages (docs.aws.amazon.com/eks/
+# latest/userguide/managing-kube-proxy.html, managing-coredns.html); vpc-cni, the pod identity
+# agent and the CSI drivers from public Terraform/CDK configs of running clusters; the autoscaler
+# from the kubernetes/autoscaler release tags cluster-autoscaler-1.35.2 and -1.36.1.
 KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
     "1.35": KubernetesRelease(
-        standard_support_ends="2027-03-27",
         eks_addons={
-            "vpc-cni": "v1.21.1-eksbuild.3",
-            "kube-proxy": "v1.35.0-eksbuild.2",
-            "eks-pod-identity-agent": "v1.3.10-eksbuild.2",
-            "coredns": "v1.13.2-eksbuild.1",
+            "vpc-cni": "v1.21.1-eksbuild.8",
+            "kube-proxy": "v1.35.3-eksbuild.13",
+            "eks-pod-identity-agent": "v1.3.10-eksbuild.3",
+            "coredns": "v1.14.3-eksbuild.3",
             "aws-ebs-csi-driver": "v1.55.0-eksbuild.1",
-            "aws-efs-csi-driver": "v3.0.1-eksbuild.1",
+            "aws-efs-csi-driver": "v3.4.1-eksbuild.1",
         },
         cluster_autoscaler_image_tag="v1.35.2",
     ),
+    "1.36": KubernetesRelease(
+        eks_addons={
+            "vpc-cni": "v1.22.4-eksbuild.3",
+            "kube-proxy": "v1.36.0-eksbuild.14",
+            "eks-pod-identity-agent": "v1.3.10-eksbuild.3",
+            "coredns": "v1.14.3-eksbuild.3",
+            "aws-ebs-csi-driver": "v1.63.1-eksbuild.1",
+            "aws-efs-csi-driver": "v3.4.1-eksbuild.1",
+        },
+        cluster_autoscaler_image_tag="v1.36.1",
+    ),
 }
-
-DEFAULT_KUBERNETES_VERSION = "1.35"
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,10 @@ HELM_CHARTS: dict[str, HelmChart] = {
     "aws-load-balancer-controller": HelmChart(
         "aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts"),
     "cluster-autoscaler": HelmChart("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler"),
-    "nvidia-device-plugin": HelmChart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin"),
     "metrics-server": HelmChart("metrics-server", "3.13.1", "https://kubernetes-sigs.github.io/metrics-server/"),
 }
+
+# Images the program runs without a chart. The NVIDIA device plugin is one DaemonSet: its chart
+# (nvidia-device-plugin 0.20.0) also renders a privileged MPS control daemon with no switch to
+# turn it off, so the program declares the plugin itself (infra/platform/gpu.py).
+NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"

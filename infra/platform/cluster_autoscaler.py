@@ -66,9 +66,12 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             "image": {"tag": KUBERNETES_RELEASES[settings.kubernetes_version].cluster_autoscaler_image_tag},
             "rbac": {"serviceAccount": {"create": True, "name": SERVICE_ACCOUNT}},
             "nodeSelector": {POOL_LABEL: settings.system_pool},
+            "priorityClassName": helm.CLUSTER_CRITICAL,
+            # Memory grows with the number of nodes and pods it simulates; ample for hundreds of nodes.
+            "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"memory": "1Gi"}},
             "extraArgs": {
-                # Spread a pool's nodes evenly over its zones.
-                "balance-similar-node-groups": True,
+                # No balance-similar-node-groups: each pool is one node group spanning every zone
+                # (the Auto Scaling group spreads its instances over them), and no two pools are alike.
                 "expander": "least-waste",
                 # Give a node ten minutes of idleness before removing it, and a new node ten
                 # minutes before it may go: fewer flaps, and GPU nodes (slow to start) are kept warm.

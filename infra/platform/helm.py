@@ -17,6 +17,16 @@ import pulumi_kubernetes as k8s
 from infra.versions import HELM_CHARTS
 
 NAMESPACE = "kube-system"
+# The autoscaler and the ingress controller keep the cluster serving: never preempt them for workloads.
+CLUSTER_CRITICAL = "system-cluster-critical"
+
+
+def spread_over_zones_and_nodes(pod_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Replicas of an add-on in different zones, then on different nodes. Soft, so a zone short
+    of nodes delays nothing; the selector must match the chart's own pod labels to have effect."""
+    return [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": dict(pod_labels)}}
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
 
 
 def chart(name: str, values: dict[str, Any], wait_for: Sequence[pulumi.Resource],

@@ -1,8 +1,10 @@
 """The ingress controller: AWS Load Balancer Controller, turning Ingresses of class `alb` into ALBs.
 
-Installed with `helm.v3.Release`: the chart generates its webhook's TLS certificate when
-it is rendered (genCA), so `helm.v4.Chart` would show a new certificate, and replace the
-secret, on every preview.
+Installed with `helm.v3.Release`, so a failed upgrade rolls back (`atomic`) and the release
+is ready, webhooks answering, before anything that depends on it is created. Its webhooks
+reject requests they cannot reach (`failurePolicy: Fail`): everything that creates a Service
+or an Ingress must wait for `LoadBalancerController.release`, and the webhook certificate
+comes from Pulumi (infra/platform/webhook_tls.py) so an upgrade never changes its CA.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ import pulumi
 from infra import iam
 from infra.node_pools import POOL_LABEL
 from infra.platform import helm
+from infra.platform.webhook_tls import WebhookCertificate
 from infra.settings import StackSettings
 
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
+# The chart's names for the controller's pods and its webhook Service (release name
+# aws-load-balancer-controller); the webhook certificate must name that Service.
+POD_LABELS = {"app.kubernetes.io/name": "aws-load-balancer-controller",
+              "app.kubernetes.io/instance": "aws-load-balancer-controller"}
+WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
 INGRESS_CLASS = "alb"
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 
@@ -114,6 +122,8 @@ class LoadBalancerController(pulumi.ComponentResource):
             f"{name}-controller", cluster_name=args.cluster_name, namespace=helm.NAMESPACE,
             service_account=SERVICE_ACCOUNT, policy=controller_policy(settings, args.account_id),
             partition=settings.partition, tags=settings.tags, opts=child)
+        webhook = WebhookCertificate.create(f"{name}-webhook", service=WEBHOOK_SERVICE, namespace=helm.NAMESPACE,
+                                            opts=child)
         self.release = helm.release("aws-load-balancer-controller", {
             "clusterName": args.cluster_name,
             # Nodes allow one IMDS hop, so pods cannot look these up: pass them in.
@@ -121,10 +131,17 @@ class LoadBalancerController(pulumi.ComponentResource):
             "vpcId": args.vpc_id,
             "replicaCount": 2,
             "podDisruptionBudget": {"maxUnavailable": 1},
+            "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
+            "priorityClassName": helm.CLUSTER_CRITICAL,
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
             "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
             "nodeSelector": {POOL_LABEL: settings.system_pool},
             "ingressClass": INGRESS_CLASS,
             "createIngressClassResource": True,
+            "webhookTLS": {"caCert": webhook.ca_pem, "cert": webhook.cert_pem, "key": webhook.key_pem},
+            # This stack makes no Services of type LoadBalancer (the model is reached through an
+            # Ingress), so the webhook that would mutate every new Service is left out.
+            "enableServiceMutatorWebhook": False,
             # Not used by this stack, and their permissions are not granted.
             "enableShield": False,
             "enableWaf": False,

@@ -14,6 +14,9 @@ from infra.node_pools import POOL_LABEL
 from infra.platform import helm
 from infra.settings import StackSettings
 
+# The chart's pod labels for release name metrics-server.
+POD_LABELS = {"app.kubernetes.io/name": "metrics-server", "app.kubernetes.io/instance": "metrics-server"}
+
 
 @dataclass(frozen=True)
 class MetricsServerArgs:
@@ -27,6 +30,9 @@ class MetricsServer(pulumi.ComponentResource):
         helm.chart("metrics-server", {
             "replicas": 2,
             "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+            "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
+            # The chart's own requests, plus a memory limit: its use grows with nodes and pods.
+            "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "500Mi"}},
             "nodeSelector": {POOL_LABEL: args.settings.system_pool},
         }, args.wait_for, pulumi.ResourceOptions(parent=self))
         self.register_outputs({})

@@ -9,7 +9,8 @@ import pytest
 from infra.synth import ResourceRecord, Synthesis, synthesize
 from tests.conftest import synthesized
 
-KINDS = {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+KINDS = {"Deployment", "DaemonSet", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+         "NetworkPolicy",
          "StorageClass", "PersistentVolumeClaim", "ServiceAccount", "Namespace"}
 
 

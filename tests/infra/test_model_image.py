@@ -40,7 +40,38 @@ def test_tag_ignores_files_the_build_context_leaves_out(app_copy: Path) -> None:
 def test_build_context_is_what_the_dockerfile_copies() -> None:
     names = {path.relative_to(APP_DIR).as_posix() for path in context_files()}
     assert {"requirements.txt", "model.pkl", "model_server/__main__.py"} <= names
-    assert not {name for name in names if name.endswith(".pyc") or name.startswith(("train", "Dockerfile"))}
+    assert not {name for name in names if name.endswith(".pyc") or name.startswith("train")}
+
+
+def test_tag_changes_when_the_dockerfile_changes(app_copy: Path) -> None:
+    """Docker always sends the Dockerfile, and it shapes the image: an unchanged tag would make the
+    push to the immutable ECR tag fail."""
+    before = content_tag(app_copy)
+    dockerfile = app_copy / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "\nLABEL changed=true\n")
+    assert content_tag(app_copy) != before
+
+
+def context_of(tmp_path: Path, dockerignore: str, files: list[str]) -> set[str]:
+    (tmp_path / ".dockerignore").write_text(dockerignore)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    return {path.relative_to(tmp_path).as_posix() for path in context_files(tmp_path)} - {
+        ".dockerignore", "Dockerfile"}
+
+
+@pytest.mark.parametrize(("dockerignore", "sent"), [
+    # '*' stops at '/': Docker still sends sub/notes.md (fnmatch's '*' would have dropped it).
+    ("*.md\n", {"sub/notes.md", "main.py"}),
+    ("**/*.md\n", {"main.py"}),
+    ("sub\n!sub/notes.md\n", {"README.md", "sub/notes.md", "main.py"}),
+    ("*\n!main.py\n", {"main.py"}),
+    ("**/*.md\n!README.md\n", {"README.md", "main.py"}),
+])
+def test_context_follows_dockers_own_dockerignore_rules(tmp_path: Path, dockerignore: str, sent: set[str]) -> None:
+    assert context_of(tmp_path, dockerignore, ["README.md", "sub/notes.md", "main.py"]) == sent
 
 
 def test_a_model_that_does_not_match_its_pin_stops_the_program(app_copy: Path) -> None:
@@ -61,8 +92,9 @@ def test_image_is_built_for_amd64_from_app_without_building_on_preview(stack_syn
     assert (image["build"]["context"], image["build"]["dockerfile"]) == ("app", "app/Dockerfile")
     assert image["buildOnPreview"] is False
     assert image["imageName"] == f"{stack_synthesis.outputs['ecrRepositoryUrl']}:{content_tag()}"
-    # The registry credentials (from aws.ecr.get_authorization_token) are a secret as a whole.
-    assert image["registry"] == "[secret]"
+    # The registry password (from aws.ecr.get_authorization_token) is a secret.
+    assert image["registry"]["password"] == "[secret]"
+    assert image["registry"]["server"] == stack_synthesis.outputs["ecrRepositoryUrl"]
 
 
 def test_dockerfile_user_is_the_one_the_cluster_runs_as() -> None:

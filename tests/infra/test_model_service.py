@@ -170,13 +170,13 @@ def test_a_gpu_model_lands_on_the_gpu_pool_with_its_toleration_and_limit() -> No
     assert gpu_group["labels"]["model-serving/pool"] == "gpu"
     assert gpu_group["scalingConfig"]["minSize"] == 0
     assert {t["key"] for t in gpu_group["taints"]} == {"nvidia.com/gpu"}
-    assert synthesis.one("kubernetes:helm.sh/v4:Chart", "nvidia-device-plugin")
+    assert synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin")
 
 
 def test_a_cpu_only_stack_has_no_gpu_pool_no_device_plugin_and_no_gpu_requests() -> None:
     synthesis = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2,
                                                          "maxSize": 3}}})
-    assert not [r for r in synthesis.resources if r.name == "nvidia-device-plugin"]
+    assert not synthesis.of_type("kubernetes:apps/v1:DaemonSet")
     assert all(g.inputs["amiType"] == "AL2023_x86_64_STANDARD"
                for g in synthesis.of_type("aws:eks/nodeGroup:NodeGroup"))
     assert "nvidia.com/gpu" not in container(synthesis)["resources"]["limits"]

@@ -127,8 +127,7 @@ def test_helm_charts_are_pinned(chart: str) -> None:
 
 def test_helm_chart_versions_are_the_checked_ones() -> None:
     assert {name: chart.version for name, chart in HELM_CHARTS.items()} == {
-        "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0",
-        "nvidia-device-plugin": "0.20.0", "metrics-server": "3.13.1"}
+        "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0", "metrics-server": "3.13.1"}
 
 
 def test_ingress_controller_gets_cluster_region_and_vpc_explicitly(stack_synthesis: Synthesis) -> None:
@@ -149,7 +148,8 @@ def test_autoscaler_discovers_this_cluster_and_runs_the_matching_release(stack_s
     assert chart_values["autoDiscovery"] == {"clusterName": f"model-serving-{stack_synthesis.stack}"}
     assert chart_values["awsRegion"] == stack_synthesis.one("pulumi:providers:aws").inputs["region"]
     assert chart_values["image"]["tag"].startswith("v1.35.")
-    assert chart_values["extraArgs"]["balance-similar-node-groups"] is True
+    # Each pool is one node group over every zone; no two pools are similar, so nothing to balance.
+    assert "balance-similar-node-groups" not in chart_values["extraArgs"]
     assert chart_values["extraArgs"]["expander"] == "least-waste"
     assert chart_values["extraArgs"]["scale-down-unneeded-time"] == "10m"
 
@@ -165,7 +165,7 @@ def test_gpu_pool_can_scale_from_zero_and_back(stack_synthesis: Synthesis) -> No
     assert group.inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert "eks:DescribeNodegroup" in actions(policy(stack_synthesis, "autoscaler-autoscaler"))
     # ...the device plugin that then advertises the GPUs, only on GPU nodes...
-    plugin = values(stack_synthesis, "nvidia-device-plugin")
+    plugin = stack_synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin").inputs["spec"]["template"]["spec"]
     terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "k8s.amazonaws.com/accelerator", "operator": "Exists"}]}]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
