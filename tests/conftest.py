@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-import functools
-
 import pytest
 
-from infra.synth import Synthesis, synthesize
+from infra.synth import Synthesis
+from tests.support.stacks import STACKS, synthesized_variant
 
-STACKS = ("dev", "staging", "prod")
+__all__ = ["STACKS", "synthesized"]
 
 
-@functools.cache
 def synthesized(stack: str) -> Synthesis:
     """Each committed stack, synthesized once per test session (the program is deterministic)."""
-    return synthesize(stack)
+    return synthesized_variant(stack)
 
 
 @pytest.fixture(params=STACKS)

@@ -1,0 +1,40 @@
+"""Charts rendered with the program's values, for tests: a chart that cannot be found is a
+skip on a developer's machine without network, and a failure in CI (REQUIRE_CHARTS=1)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import NoReturn
+
+import pytest
+
+from infra.rendering import ChartUnavailable, RenderedChart, render_all
+from tests.support.stacks import synthesized_variant
+
+
+def unavailable(error: ChartUnavailable) -> NoReturn:
+    if os.environ.get("REQUIRE_CHARTS"):
+        pytest.fail(f"REQUIRE_CHARTS is set but a chart is missing: {error}")
+    pytest.skip(str(error))
+
+
+@functools.cache
+def _rendered(variant: str) -> list[RenderedChart] | ChartUnavailable:
+    try:
+        return render_all(synthesized_variant(variant))
+    except ChartUnavailable as error:
+        return error
+
+
+def rendered_charts(variant: str) -> list[RenderedChart]:
+    """Every chart of a variant, rendered once per session. Read only."""
+    result = _rendered(variant)
+    if isinstance(result, ChartUnavailable):
+        unavailable(result)
+    return result
+
+
+def rendered_chart(variant: str, name: str) -> RenderedChart:
+    (chart,) = [chart for chart in rendered_charts(variant) if chart.record.name == name]
+    return chart
