@@ -21,6 +21,16 @@ UNTAGGABLE = {
 }
 STATEFUL = {"aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:efs/fileSystem:FileSystem"}
 CONTROL_PLANE_LOGS = {"api", "audit", "authenticator"}
+# The model server's namespace (infra/model_service.py): the workload held to "restricted".
+MODEL_NAMESPACE = "model-serving"
+# Everything that runs pods, whether the program declares it or a helm.v4.Chart renders it
+# (`pulumi preview` shows a chart's objects as resources of these types).
+WORKLOAD_TYPES = {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:DaemonSet", "kubernetes:apps/v1:StatefulSet",
+                  "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"}
+# Containers allowed to run privileged, as (namespace, workload, container), each with its reason.
+# None is needed today: the NVIDIA device plugin only needs its hostPath socket directory, and the
+# chart's privileged MPS control daemon is not installed (infra/platform/gpu.py).
+PRIVILEGED_ALLOWED: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass
@@ -113,8 +123,20 @@ def nodes_private_and_imdsv2(resource: Resource) -> Iterator[str]:
             yield f"nodes must run in private subnets only; {subnet.name} is public"
 
 
+def pod_spec(resource: Resource) -> dict[str, Any]:
+    spec = resource.get("spec", "template", "spec") or resource.get("spec", "jobTemplate", "spec", "template", "spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def containers(resource: Resource) -> list[dict[str, Any]]:
+    pod = pod_spec(resource)
+    return [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+
+
 def workload_restricted(resource: Resource) -> Iterator[str]:
-    pod = resource.get("spec", "template", "spec") or {}
+    if resource.get("metadata", "namespace") != MODEL_NAMESPACE:
+        return  # cluster add-ons in kube-system are held to the rules below, not to "restricted"
+    pod = pod_spec(resource)
     pod_security = pod.get("securityContext") or {}
     for container in pod.get("containers") or []:
         name = container.get("name", "?")
@@ -137,6 +159,23 @@ def workload_restricted(resource: Resource) -> Iterator[str]:
             yield f"container {name}: the image must be pinned by digest (repository@sha256:...), got {image}"
     if any(volume.get("hostPath") for volume in pod.get("volumes") or []):
         yield "hostPath volumes are not allowed"
+
+
+def containers_request_resources(resource: Resource) -> Iterator[str]:
+    for container in containers(resource):
+        requests = (container.get("resources") or {}).get("requests") or {}
+        if not {"cpu", "memory"} <= set(requests):
+            yield (f"container {container.get('name', '?')}: cpu and memory requests are required "
+                   "(without them the pod is BestEffort, evicted first)")
+
+
+def no_unlisted_privileged_containers(resource: Resource) -> Iterator[str]:
+    namespace, workload = resource.get("metadata", "namespace") or "default", resource.get("metadata", "name")
+    for container in containers(resource):
+        name = container.get("name", "?")
+        if (container.get("securityContext") or {}).get("privileged") and (
+                namespace, workload, name) not in PRIVILEGED_ALLOWED:
+            yield f"container {name} of {namespace}/{workload} is privileged and not in PRIVILEGED_ALLOWED"
 
 
 def stateful_protected_in_prod(resource: Resource) -> Iterator[str]:
@@ -165,6 +204,10 @@ RULES: list[Rule] = [
          of_type("aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate"), nodes_private_and_imdsv2),
     Rule("workload-restricted", "The model workload meets Pod Security Standards restricted, has limits, "
          "and pins its image by digest", of_type("kubernetes:apps/v1:Deployment"), workload_restricted),
+    Rule("containers-request-resources", "Every container, the program's or a chart's, requests CPU and memory",
+         lambda type_: type_ in WORKLOAD_TYPES, containers_request_resources),
+    Rule("no-unlisted-privileged-containers", "No privileged container outside the commented allow-list",
+         lambda type_: type_ in WORKLOAD_TYPES, no_unlisted_privileged_containers),
     Rule("stateful-protected-in-prod", "ECR repositories, KMS keys and EFS file systems are protected in prod",
          lambda type_: type_ in STATEFUL, stateful_protected_in_prod),
     Rule("required-tags", "AWS resources carry project, stack and managed-by tags",

@@ -134,3 +134,51 @@ def test_tags_rule_names_the_missing_tags() -> None:
     untagged = one("dev", "aws:ec2/internetGateway:InternetGateway")
     del untagged.props["tags"]
     assert rule("required-tags").violations(untagged) == ["missing tags: project, stack, managed-by"]
+
+
+# -- objects that charts render (pulumi preview registers a helm.v4.Chart's objects as resources) ---------
+
+def chart_resources(variant: str) -> list[Resource]:
+    from tests.support.charts import rendered_charts
+
+    return [Resource(f"kubernetes:{obj['apiVersion']}:{obj['kind']}", obj["metadata"]["name"], copy.deepcopy(obj))
+            for chart in rendered_charts(variant) for obj in chart.objects]
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod-gpu-https"])
+def test_chart_rendered_objects_pass_every_rule(variant: str) -> None:
+    rendered = chart_resources(variant)
+    assert {"kubernetes:apps/v1:Deployment"} <= {r.type for r in rendered}
+    violations = [(r.name, resource.name, message) for resource in rendered
+                  for r in RULES for message in r.violations(resource)]
+    assert violations == []
+
+
+def test_a_chart_container_without_requests_is_refused() -> None:
+    (autoscaler,) = [r for r in chart_resources("dev") if r.type == "kubernetes:apps/v1:Deployment"
+                     and "autoscaler" in r.name]
+    assert rule("containers-request-resources").violations(autoscaler) == []
+    del autoscaler.props["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert rule("containers-request-resources").violations(autoscaler) == [
+        "container aws-cluster-autoscaler: cpu and memory requests are required "
+        "(without them the pod is BestEffort, evicted first)"]
+
+
+def test_a_privileged_container_outside_the_allow_list_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin = one("prod", "kubernetes:apps/v1:DaemonSet")
+    plugin.props["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
+    assert rule("no-unlisted-privileged-containers").violations(plugin) == [
+        "container nvidia-device-plugin of kube-system/nvidia-device-plugin is privileged and not in "
+        "PRIVILEGED_ALLOWED"]
+    from policy import rules
+
+    monkeypatch.setitem(rules.PRIVILEGED_ALLOWED, ("kube-system", "nvidia-device-plugin", "nvidia-device-plugin"),
+                        "why it needs it")
+    assert rule("no-unlisted-privileged-containers").violations(plugin) == []
+
+
+def test_the_restricted_rule_names_the_model_namespace() -> None:
+    from infra.model_service import NAMESPACE
+    from policy.rules import MODEL_NAMESPACE
+
+    assert MODEL_NAMESPACE == NAMESPACE
