@@ -127,10 +127,12 @@ def render(record: ResourceRecord, *, upgrade: bool = False, values: dict[str, A
                              revision=2 if upgrade else 1, is_install=not upgrade, is_upgrade=upgrade)
     objects = [document for path, text in sorted(manifests.items()) if not path.endswith("NOTES.txt")
                for document in _documents(text)]
-    for obj in objects:
-        if obj["kind"] not in CLUSTER_SCOPED:
-            obj["metadata"].setdefault("namespace", namespace)
     crds = [document for crd in chart.crds for document in _documents(crd["data"])]
+    cluster_scoped = CLUSTER_SCOPED | {crd["spec"]["names"]["kind"] for crd in crds
+                                       if crd["spec"]["scope"] == "Cluster"}
+    for obj in objects:
+        if obj["kind"] not in cluster_scoped:
+            obj["metadata"].setdefault("namespace", namespace)
     return RenderedChart(record=record, release_name=name, namespace=namespace, objects=objects, crds=crds)
 
 

@@ -2,9 +2,9 @@
 
 No Pulumi CLI, cloud account or provider plugin is needed. Every resource the program
 declares is recorded with its type, name, parent, inputs and options, plus the stack's
-outputs. Tests assert on the record; `make plan` prints a summary of it.
+outputs. Tests assert on the record; `make plan` (infra/plan.py) prints a summary of it.
 
-    python -m infra.synth dev            # readable summary, grouped by component
+    python -m infra.synth dev            # the plan's summary, grouped by component
     python -m infra.synth dev --json     # the full record
 """
 
@@ -55,6 +55,19 @@ class ResourceRecord:
     options: dict[str, Any]
     # input property → URNs of the resources its value came from
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+
+    def get(self, *path: str | int) -> Any:
+        """The input at a path (`record.get("spec", "template", "spec")`), or None where it stops."""
+        return value_at(self.inputs, *path)
+
+
+def value_at(value: Any, *path: str | int) -> Any:
+    for key in path:
+        if isinstance(key, int):
+            value = value[key] if isinstance(value, list) and -len(value) <= key < len(value) else None
+        else:
+            value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 @dataclass
@@ -368,76 +381,6 @@ def synthesize(stack: str, overrides: Mapping[str, Any] | None = None,
     return synthesis
 
 
-# ---------------------------------------------------------------------------
-# Summary for reviewers
-# ---------------------------------------------------------------------------
-
-
-def _summary_fields(record: ResourceRecord) -> str:
-    """The settings a reviewer cares about, per resource type."""
-    inputs = record.inputs
-    pick: dict[str, Any] = {
-        "aws:ec2/vpc:Vpc": {"cidr": inputs.get("cidrBlock")},
-        "aws:ec2/subnet:Subnet": {"cidr": inputs.get("cidrBlock"), "zone": inputs.get("availabilityZone")},
-        "aws:ec2/natGateway:NatGateway": {},
-        "aws:eks/cluster:Cluster": {
-            "version": inputs.get("version"),
-            "publicAccess": (inputs.get("vpcConfig") or {}).get("publicAccessCidrs") or "off",
-            "logs": inputs.get("enabledClusterLogTypes"),
-            "auth": (inputs.get("accessConfig") or {}).get("authenticationMode"),
-        },
-        "aws:eks/nodeGroup:NodeGroup": {
-            "ami": inputs.get("amiType"), "types": inputs.get("instanceTypes"),
-            "capacity": inputs.get("capacityType"),
-            "size": "{minSize}..{maxSize}".format(**(inputs.get("scalingConfig") or {"minSize": "?", "maxSize": "?"})),
-            "taints": [t["key"] for t in inputs.get("taints") or []] or None,
-        },
-        "aws:eks/addon:Addon": {"version": inputs.get("addonVersion")},
-        "aws:ecr/repository:Repository": {
-            "tags": inputs.get("imageTagMutability"),
-            "scanOnPush": (inputs.get("imageScanningConfiguration") or {}).get("scanOnPush"),
-        },
-        "aws:eks/accessEntry:AccessEntry": {"principal": inputs.get("principalArn")},
-        "aws:cloudwatch/logGroup:LogGroup": {"retentionDays": inputs.get("retentionInDays")},
-        "kubernetes:helm.sh/v4:Chart": {"chart": inputs.get("chart"), "version": inputs.get("version")},
-        "kubernetes:helm.sh/v3:Release": {"chart": inputs.get("chart"), "version": inputs.get("version")},
-        "kubernetes:apps/v1:Deployment": {
-            "replicas": (inputs.get("spec") or {}).get("replicas"),
-            "image": ((((inputs.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
-                      or [{}])[0].get("image"),
-        },
-    }.get(record.type, {})
-    parts = [f"{key}={value}" for key, value in pick.items() if value is not None]
-    if record.options.get("protect"):
-        parts.append("[protected]")
-    if record.options.get("ignoreChanges"):
-        parts.append(f"[ignores {', '.join(record.options['ignoreChanges'])}]")
-    return "  ".join(parts)
-
-
-def summary(synthesis: Synthesis) -> str:
-    lines = [f"Stack {synthesis.project}/{synthesis.stack}: {sum(r.custom for r in synthesis.resources)} resources"]
-    groups: dict[str, list[ResourceRecord]] = {}
-    for record in synthesis.resources:
-        if not record.custom:
-            continue
-        component = synthesis.component_of(record)
-        group = f"{component.name} ({component.type.split(':')[-1]})" if component else "(stack)"
-        groups.setdefault(group, []).append(record)
-    for group, records in groups.items():
-        lines.append("")
-        lines.append(f"{group}: {len(records)}")
-        for record in records:
-            short_type = record.type.split(":")[-1] if record.type.count(":") == 2 else record.type
-            detail = _summary_fields(record)
-            lines.append(f"  {short_type:<24} {record.name}" + (f"  {detail}" if detail else ""))
-    lines.append("")
-    lines.append("Outputs:")
-    for name, value in sorted(synthesis.outputs.items()):
-        lines.append(f"  {name}: {json.dumps(value) if not isinstance(value, str) else value}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stack", help="stack name (reads Pulumi.<stack>.yaml)")
@@ -448,7 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     except (StackConfigError, FileNotFoundError, yaml.YAMLError) as error:
         print(error, file=sys.stderr)
         return 2
-    print(synthesis.to_json() if options.json else summary(synthesis))
+    if options.json:
+        print(synthesis.to_json())
+    else:
+        from infra.plan import summary  # the reviewer's view lives with the plan
+
+        print(summary(synthesis))
     return 0
 
 

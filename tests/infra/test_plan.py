@@ -126,3 +126,63 @@ def test_diff_against_a_git_revision(tmp_path: Path) -> None:
     extra = 2 * (prices["ec2"]["g5.2xlarge"]["onDemandHour"] * 730 + 100 * prices["ebsGp3GbMonth"])
     assert f"(+$0.00 .. +${extra:,.0f})" in result.stdout
     assert plan("diff", "prod", "--base", "no-such-revision", cwd=repository).returncode == 2
+
+
+# -- inside the charts --------------------------------------------------------------------------------
+
+def test_plan_lists_each_charts_rendered_objects_under_it() -> None:
+    from tests.support.charts import rendered_chart
+
+    rendered_chart("dev", "cluster-autoscaler")  # skips, or fails in CI, when the chart is unavailable
+    lines = plan("show", "dev").stdout.splitlines()
+    chart = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Chart", "cluster-autoscaler"])
+    children = [line.split() for line in lines[chart + 1:] if line.startswith("      ")][:20]
+    assert ["Deployment", "kube-system/cluster-autoscaler-aws-cluster-autoscaler"] in children
+    assert ["ClusterRole", "cluster-autoscaler-aws-cluster-autoscaler"] in children
+    assert "objects their charts render" in lines[0]
+
+
+def test_diff_shows_the_rendered_objects_a_value_change_touches() -> None:
+    from infra.synth import synthesize
+    from tests.support.charts import rendered_chart
+
+    rendered_chart("staging", "cluster-autoscaler")
+    result = diff(synthesized("staging"), synthesize("staging", {"kubernetesVersion": "1.36"}), "1.35", "1.36")
+    changed = {change.key.rsplit("::", 1)[-1]: change.changes for change in result.changed}
+    image = "spec.template.spec.containers[0].image"
+    (deployment,) = [changes for key, changes in changed.items()
+                     if key == "cluster-autoscaler/Deployment/kube-system/cluster-autoscaler-aws-cluster-autoscaler"]
+    assert (f"inputs.{image}", "registry.k8s.io/autoscaling/cluster-autoscaler:v1.35.2",
+            "registry.k8s.io/autoscaling/cluster-autoscaler:v1.36.1") in deployment
+    assert "~ Deployment cluster-autoscaler/Deployment/kube-system/cluster-autoscaler-aws-cluster-autoscaler" in \
+        diff_text(result)
+
+
+def test_diff_shows_the_rendered_objects_a_chart_version_change_touches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chart bumped to a new version whose Deployment changes: the diff names that object."""
+    import copy
+
+    import helm_python
+    import yaml
+
+    from infra import rendering
+    from tests.support.charts import rendered_chart
+
+    record = rendered_chart("dev", "metrics-server").record
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    shutil.copy(rendering.archive("metrics-server", "3.13.1", ""), charts)
+    source = Path(rendering.load_chart("metrics-server", "3.13.1", "").save_dir(tmp_path / "src"))
+    values = yaml.safe_load((source / "values.yaml").read_text())
+    values["image"]["tag"] = "v0.8.9"
+    (source / "values.yaml").write_text(yaml.safe_dump(values))
+    helm_python.package(source, destination=charts, version="3.13.9")
+    monkeypatch.setenv("MODEL_SERVING_CHARTS", str(charts))
+
+    before = synthesized("dev")
+    after = copy.deepcopy(before)
+    next(r for r in after.resources if r.urn == record.urn).inputs["version"] = "3.13.9"
+    keys = {change.key.rsplit("::", 1)[-1] for change in diff(before, after, "3.13.1", "3.13.9").changed}
+    assert "metrics-server/Deployment/kube-system/metrics-server" in keys
+    assert "metrics-server" in keys  # the chart resource itself: its version

@@ -103,7 +103,7 @@ def test_invalid_config_declares_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(registered) > 40  # the counter does see a valid program's resources
 
 
-def test_synth_cli_prints_a_summary_and_json() -> None:
+def test_synth_cli_prints_the_plans_summary_and_json() -> None:
     summary = subprocess.run([sys.executable, "-m", "infra.synth", "prod"], capture_output=True, text=True,
                              check=True, cwd=PROJECT_DIR).stdout
     assert "NodeGroup" in summary and "[protected]" in summary and "kubeconfig: [secret]" in summary
