@@ -10,7 +10,7 @@ release name and namespace the program passes. Archives are found in, in order:
   3. the chart's repository, pulled into that cache (needs network access).
 
 A chart found nowhere raises `ChartUnavailable`; tests skip on it, or fail when
-REQUIRE_CHARTS is set (CI sets it: there, a chart must never be skipped).
+REQUIRE_SHARED is set (CI sets it: there, a chart must never be skipped).
 """
 
 from __future__ import annotations

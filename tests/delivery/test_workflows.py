@@ -141,3 +141,33 @@ def test_workflows_declare_least_privilege_permissions(name: str) -> None:
     document = workflow(name)
     assert "permissions" in document
     assert "write-all" not in str(document["permissions"])
+
+
+# Majors built for the Node 24 runtime (GitHub removed Node 20 from its runners on 2026-09-16).
+# Every external action must be listed: a new one is classified, not assumed.
+NODE24_SINCE = {
+    "actions/checkout": 5, "actions/setup-python": 6, "actions/upload-artifact": 6,
+    "actions/download-artifact": 7, "actions/github-script": 8, "aws-actions/configure-aws-credentials": 6,
+    "pulumi/actions": 7,
+}
+
+
+def test_no_action_is_built_for_the_retired_node_20_runtime() -> None:
+    for path, reference in uses_lines():
+        if reference.startswith("./"):
+            continue
+        name, version = reference.split("@")
+        assert name in NODE24_SINCE, f"{path.name}: classify {name} in NODE24_SINCE"
+        assert int(version.removeprefix("v").split(".")[0]) >= NODE24_SINCE[name], f"{path.name}: {reference}"
+
+
+def test_ci_deploys_with_the_pulumi_cli_the_sdk_was_tested_with() -> None:
+    (sdk,) = [line.split("==")[1] for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.startswith("pulumi==")]
+    files = [*WORKFLOWS.glob("*.yml"), *(ROOT / ".github" / "actions").rglob("action.yml")]
+    steps = [step for path in files for job in (yaml.safe_load(path.read_text()).get("jobs") or {"": {}}).values()
+             for step in job.get("steps", [])]
+    steps += yaml.safe_load((ROOT / ".github" / "actions" / "setup" / "action.yml").read_text())["runs"]["steps"]
+    pulumi_steps = [step for step in steps if str(step.get("uses", "")).startswith("pulumi/actions@")]
+    assert len(pulumi_steps) == 3
+    assert {step["with"]["pulumi-version"] for step in pulumi_steps} == {sdk}

@@ -1,22 +1,18 @@
 """Charts rendered with the program's values, for tests: a chart that cannot be found is a
-skip on a developer's machine without network, and a failure in CI (REQUIRE_CHARTS=1)."""
+skip on a developer's machine without network, and a failure in CI (REQUIRE_SHARED=1)."""
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import NoReturn
 
-import pytest
-
 from infra.rendering import ChartUnavailable, RenderedChart, render_all
+from tests.support.shared import missing
 from tests.support.stacks import synthesized_variant
 
 
 def unavailable(error: ChartUnavailable) -> NoReturn:
-    if os.environ.get("REQUIRE_CHARTS"):
-        pytest.fail(f"REQUIRE_CHARTS is set but a chart is missing: {error}")
-    pytest.skip(str(error))
+    missing(f"a chart is missing: {error}")
 
 
 @functools.cache
