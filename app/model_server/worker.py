@@ -44,9 +44,9 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
     def make_connection() -> Connection:
         return Connection(state, app, error_body)
 
-    # Ready is true from the first accepted connection: the model is loaded and warmed up.
-    state.ready = True
-    server = loop.run_until_complete(loop.create_server(make_connection, sock=listener, backlog=1024))
+    server = loop.run_until_complete(loop.create_server(make_connection, sock=listener, backlog=1024,
+                                                        start_serving=False))
+
 
     def finish_in_flight(deadline: float, adopted: list[asyncio.Task[object]]) -> None:
         for connection in list(state.connections):
@@ -80,10 +80,15 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
         prediction_log.flush()
         loop.call_later(LOG_FLUSH_S, flush_prediction_log)
 
+    # Stop signals are handled before the first connection is accepted: once a readiness probe
+    # has been answered, SIGTERM must drain, never kill.
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, begin_shutdown)
     # A supervisor forks workers with these blocked; any that arrived meanwhile are delivered now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    # Ready is true from the first accepted connection: the model is loaded and warmed up.
+    state.ready = True
+    loop.run_until_complete(server.start_serving())
     flush_prediction_log()
     try:
         loop.run_forever()
