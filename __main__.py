@@ -6,6 +6,8 @@ import pulumi_aws as aws
 
 from infra.addons import AFTER_NODES, BEFORE_NODES, EksAddons, EksAddonsArgs
 from infra.cluster import Cluster, ClusterArgs
+from infra.dns_name import DnsName, DnsNameArgs
+from infra.front_door import FrontDoor, FrontDoorArgs
 from infra.model_image import AppArtifact, ModelImage, ModelImageArgs
 from infra.model_service import ModelService, ModelServiceArgs
 from infra.network import Network, NetworkArgs
@@ -69,13 +71,19 @@ registry = Registry("registry", RegistryArgs(settings=settings), opts=uses_aws)
 image = ModelImage(
     "image", ModelImageArgs(settings=settings, artifact=app, repository_url=registry.repository_url,
                             registry_id=registry.registry_id, provider=aws_provider), opts=uses_aws)
+front_door = FrontDoor("front-door", FrontDoorArgs(settings=settings, provider=aws_provider), opts=uses_aws)
 model_service = ModelService(
     "model",
     ModelServiceArgs(settings=settings, image_ref=image.image_ref, model_sha256=app.model_sha256,
                      vpc_cidr=network.vpc_cidr, shared_storage_class=storage.shared_storage_class,
-                     ingress_class=ingress.ingress_class,
+                     ingress_class=ingress.ingress_class, certificate_arn=front_door.certificate_arn,
+                     web_acl_arn=front_door.web_acl_arn,
                      wait_for=[*webhooks_ready, *storage.mount_targets]),
     opts=on_cluster)
+if settings.model_service.domain is not None and front_door.zone_id is not None:
+    DnsName("dns", DnsNameArgs(domain=settings.model_service.domain, zone_id=front_door.zone_id,
+                               load_balancer_hostname=model_service.load_balancer_hostname,
+                               provider=aws_provider), opts=uses_aws)
 
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
@@ -96,5 +104,6 @@ pulumi.export("nodePools", {
     for pool_name, pool in settings.node_pools.items()
 })
 pulumi.export("modelUrl", model_service.url)
+pulumi.export("modelName", settings.model_service.name)
 pulumi.export("imageRef", image.image_ref)
 pulumi.export("ingressClass", ingress.ingress_class)

@@ -102,7 +102,7 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
         inputs = group.inputs
         scaling, capacity = inputs["scalingConfig"], inputs.get("capacityType", "ON_DEMAND")
         rates = [_instance_hour(region, t, capacity) for t in inputs["instanceTypes"]]
-        pool = group.name.removeprefix("pool-").removesuffix("-nodes")
+        pool = inputs["tags"]["node-pool"]
         items.append(LineItem(
             f"EC2: pool {pool} ({capacity.lower().replace('_', '-')})",
             scaling["minSize"] * min(rates) * hours, scaling["maxSize"] * max(rates) * hours,
@@ -122,10 +122,14 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
     addresses = len(synthesis.of_type("aws:ec2/eip:Eip"))
     zones = len([r for r in synthesis.of_type("aws:ec2/subnet:Subnet")
                  if (r.inputs.get("tags") or {}).get("kubernetes.io/role/elb")])
-    balancers = len([r for r in synthesis.of_type("kubernetes:networking.k8s.io/v1:Ingress")
-                     if r.inputs.get("spec", {}).get("ingressClassName") == "alb"])
-    fixed("Public IPv4 addresses", (addresses + balancers * zones) * prices["publicIpv4Hour"] * hours,
-          f"{addresses} NAT + {balancers * zones} load balancer addresses x ${prices['publicIpv4Hour']}/h")
+    ingresses = [r for r in synthesis.of_type("kubernetes:networking.k8s.io/v1:Ingress")
+                 if r.get("spec", "ingressClassName") == "alb"]
+    balancers = len(ingresses)
+    # An internal load balancer has private addresses only.
+    public = len([r for r in ingresses
+                  if r.get("metadata", "annotations", "alb.ingress.kubernetes.io/scheme") != "internal"])
+    fixed("Public IPv4 addresses", (addresses + public * zones) * prices["publicIpv4Hour"] * hours,
+          f"{addresses} NAT + {public * zones} load balancer addresses x ${prices['publicIpv4Hour']}/h")
     if balancers:
         fixed("Application load balancer", balancers * prices["albHour"] * hours,
               f"{balancers} x ${prices['albHour']}/h")
@@ -140,4 +144,29 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
     if any(c.inputs.get("enabledClusterLogTypes") for c in synthesis.of_type("aws:eks/cluster:Cluster")):
         ranged("Control-plane log ingestion", "controlPlaneLogGbPerMonth", prices["cloudwatchLogsIngestGb"],
                "{low}..{high} GB x $" + str(prices["cloudwatchLogsIngestGb"]) + "/GB ingested")
+    front_door(synthesis, items, ranged)
     return CostEstimate(region, table["date"], table["currency"], items)
+
+
+def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Any) -> None:
+    """TLS, DNS, WAF and image scanning: priced the same in every region of the table."""
+    prices = price_table()["global"]
+    certificates = synthesis.of_type("aws:acm/certificate:Certificate")
+    if certificates:
+        items.append(LineItem("ACM public certificate", 0, 0, f"{len(certificates)} x free"))
+    if synthesis.of_type("aws:route53/record:Record"):
+        items.append(LineItem("Route 53 records", 0, 0, "alias queries to the load balancer are free; "
+                                                         "other queries negligible ($0.40/million)"))
+    for acl in synthesis.of_type("aws:wafv2/webAcl:WebAcl"):
+        rules = len(acl.inputs["rules"])
+        monthly = prices["wafWebAclMonth"] + rules * prices["wafRuleMonth"]
+        items.append(LineItem("AWS WAF web ACL and rules", monthly, monthly,
+                              f"${prices['wafWebAclMonth']}/month + {rules} rules x ${prices['wafRuleMonth']}/month"))
+        ranged("AWS WAF requests", "requestsMillionPerMonth", prices["wafRequestsMillion"],
+               "{low}..{high} million requests x $" + str(prices["wafRequestsMillion"]) + "/million")
+    for scanning in synthesis.of_type("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"):
+        if scanning.inputs["scanType"] == "ENHANCED":
+            ranged("ECR image scans (Amazon Inspector)", "imagesPushedPerMonth", prices["inspectorImageScan"],
+                   "{low}..{high} pushed images x $" + str(prices["inspectorImageScan"]))
+            ranged("ECR rescans (Amazon Inspector)", "imageRescansPerMonth", prices["inspectorImageRescan"],
+                   "{low}..{high} rescans x $" + str(prices["inspectorImageRescan"]))

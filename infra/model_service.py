@@ -30,7 +30,9 @@ SERVER_DRAIN_SECONDS = 5
 SERVER_SHUTDOWN_SECONDS = 20
 DEREGISTRATION_DELAY_SECONDS = 30
 TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + SERVER_DRAIN_SECONDS + SERVER_SHUTDOWN_SECONDS + 10
-TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# TLS 1.3 and 1.2 with post-quantum key exchange, what AWS recommends since 2025-09
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class ModelServiceArgs:
     vpc_cidr: str
     shared_storage_class: str
     ingress_class: str
+    # From FrontDoor: the issued certificate (None: plain HTTP) and the WAF web ACL (None: no WAF).
+    certificate_arn: pulumi.Input[str] | None = None
+    web_acl_arn: pulumi.Input[str] | None = None
     # Children do not inherit a component's depends_on: the workload waits for these itself.
     wait_for: Sequence[pulumi.Resource] = ()
 
@@ -133,27 +138,38 @@ def pod_spec(settings: StackSettings, image_ref: pulumi.Input[str], model_sha256
     }
 
 
-def ingress_annotations(settings: StackSettings) -> dict[str, str]:
+def ingress_annotations(settings: StackSettings, certificate_arn: pulumi.Input[str] | None,
+                        web_acl_arn: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]]:
+    """What the ALB controller builds (https://kubernetes-sigs.github.io/aws-load-balancer-controller/
+    latest/guide/ingress/annotations/)."""
     model = settings.model_service
-    annotations = {
-        "alb.ingress.kubernetes.io/scheme": "internet-facing",
+    attributes = ["routing.http.drop_invalid_header_fields.enabled=true"]
+    if settings.production:
+        attributes.append("deletion_protection.enabled=true")
+    annotations: dict[str, pulumi.Input[str]] = {
+        "alb.ingress.kubernetes.io/scheme": model.scheme,
+        # The load balancer's security group admits only these sources.
+        "alb.ingress.kubernetes.io/inbound-cidrs": ",".join(model.allowed_cidrs),
         # Straight to pod IPs: no extra hop through node ports, and readiness gates work.
         "alb.ingress.kubernetes.io/target-type": "ip",
         "alb.ingress.kubernetes.io/healthcheck-path": READY_PATH,
         "alb.ingress.kubernetes.io/healthcheck-interval-seconds": "10",
         "alb.ingress.kubernetes.io/target-group-attributes":
             f"deregistration_delay.timeout_seconds={DEREGISTRATION_DELAY_SECONDS}",
+        "alb.ingress.kubernetes.io/load-balancer-attributes": ",".join(attributes),
         "alb.ingress.kubernetes.io/tags": ",".join(f"{k}={v}" for k, v in settings.tags.items()),
     }
-    if model.certificate_arn:
+    if certificate_arn is not None:
         annotations.update({
             "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTP": 80}, {"HTTPS": 443}]),
-            "alb.ingress.kubernetes.io/certificate-arn": model.certificate_arn,
+            "alb.ingress.kubernetes.io/certificate-arn": certificate_arn,
             "alb.ingress.kubernetes.io/ssl-redirect": "443",
             "alb.ingress.kubernetes.io/ssl-policy": TLS_POLICY,
         })
     else:
         annotations["alb.ingress.kubernetes.io/listen-ports"] = json.dumps([{"HTTP": 80}])
+    if web_acl_arn is not None:
+        annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] = web_acl_arn
     return annotations
 
 
@@ -168,6 +184,7 @@ def load_balancer_hostname(status: k8s.networking.v1.outputs.IngressStatus | Non
 
 class ModelService(pulumi.ComponentResource):
     url: pulumi.Output[str]
+    load_balancer_hostname: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:workload:ModelService", name, None, opts)
@@ -175,7 +192,8 @@ class ModelService(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         selector = labels(settings)
 
-        def metadata(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgsDict:
+        def metadata(object_name: str, annotations: dict[str, pulumi.Input[str]] | None = None,
+                     ) -> k8s.meta.v1.ObjectMetaArgsDict:
             meta: k8s.meta.v1.ObjectMetaArgsDict = {"name": object_name, "namespace": NAMESPACE, "labels": selector}
             if annotations:
                 meta["annotations"] = annotations
@@ -231,7 +249,8 @@ class ModelService(pulumi.ComponentResource):
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
-            metadata=metadata(APP_NAME, annotations=ingress_annotations(settings)),
+            metadata=metadata(APP_NAME, annotations=ingress_annotations(settings, args.certificate_arn,
+                                                                        args.web_acl_arn)),
             spec={
                 "ingress_class_name": args.ingress_class,
                 "rules": [{"http": {"paths": [{"path": "/", "path_type": "Prefix", "backend": {
@@ -271,6 +290,8 @@ class ModelService(pulumi.ComponentResource):
             },
             opts=in_namespace,
         )
-        scheme = "https" if model.certificate_arn else "http"
-        self.url = ingress.status.apply(lambda status: f"{scheme}://{load_balancer_hostname(status)}")
+        self.load_balancer_hostname = ingress.status.apply(load_balancer_hostname)
+        scheme = "https" if args.certificate_arn is not None else "http"
+        self.url = pulumi.Output.concat(f"{scheme}://", model.domain) if model.domain else \
+            self.load_balancer_hostname.apply(lambda hostname: f"{scheme}://{hostname}")
         self.register_outputs({"url": self.url})

@@ -1,4 +1,11 @@
-"""Registry: the ECR repository the model server's image is pushed to."""
+"""Registry: the ECR repository the model server's image is pushed to, and how its images are scanned.
+
+Scanning is configured at the registry (account and region), not on the repository: AWS deprecated
+repository-level scan-on-push. `ecrScanning: basic` scans OS packages on push; `enhanced` (Amazon
+Inspector) also scans the image's Python packages, and rescans as new vulnerabilities appear.
+The registry holds one scanning configuration, so two stacks in one account and region share it:
+the last `pulumi up` wins (its rules name only this stack's repository).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.settings import StackSettings
+
+SCAN_TYPES = {"basic": "BASIC", "enhanced": "ENHANCED"}
+# Basic scanning can only scan on push; Inspector rescans continuously.
+SCAN_FREQUENCIES = {"basic": "SCAN_ON_PUSH", "enhanced": "CONTINUOUS_SCAN"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,6 @@ class Registry(pulumi.ComponentResource):
             name=f"{settings.name}/model-server",
             # A tag, once pushed, always means the same image: deployments are reproducible.
             image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS"}],
             force_delete=False,
             tags=settings.tags,
@@ -59,6 +69,13 @@ class Registry(pulumi.ComponentResource):
             f"{name}-model-server",
             repository=repository.name,
             policy=lifecycle_policy(settings.ecr_keep_images),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.ecr.RegistryScanningConfiguration(
+            f"{name}-scanning",
+            scan_type=SCAN_TYPES[settings.ecr_scanning],
+            rules=[{"scan_frequency": SCAN_FREQUENCIES[settings.ecr_scanning],
+                    "repository_filters": [{"filter": repository.name, "filter_type": "WILDCARD"}]}],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.repository_url = repository.repository_url

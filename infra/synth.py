@@ -226,6 +226,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             repository = str(inputs["imageName"]).rsplit(":", 1)[0]
             digest = hashlib.sha256(str(inputs["imageName"]).encode()).hexdigest()
             outputs["repoDigest"] = f"{repository}@sha256:{digest}"
+        elif args.typ == "aws:acm/certificate:Certificate":
+            certificate_id = f"{resource_id[-8:]}-0000-4000-8000-{resource_id[-12:]}"
+            outputs["arn"] = f"arn:aws:acm:{self.region}:{ACCOUNT_ID}:certificate/{certificate_id}"
+            outputs["domainValidationOptions"] = [{
+                "domainName": inputs["domainName"], "resourceRecordType": "CNAME",
+                "resourceRecordName": f"_{resource_id[-8:]}.{inputs['domainName']}.",
+                "resourceRecordValue": f"_{resource_id[-10:]}.acm-validations.aws."}]
+        elif args.typ == "aws:route53/record:Record":
+            outputs["fqdn"] = str(inputs["name"]).rstrip(".")
         elif args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
             outputs["status"] = {"loadBalancer": {"ingress": [
                 {"hostname": f"k8s-{args.name}-{resource_id[-10:]}.{self.region}.elb.amazonaws.com"}]}}
@@ -253,6 +262,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com",
                 "expiresAt": "2026-12-01T00:00:00Z", "id": ACCOUNT_ID,
             },
+            "aws:route53/getZone:getZone": {
+                "name": args.args.get("name"), "zoneId": "Z0MOCKZONE0000000000", "id": "Z0MOCKZONE0000000000",
+                "privateZone": False},
+            # The canonical hosted zone of eu-west-1's application load balancers (AWS publishes one per region).
+            "aws:lb/getHostedZoneId:getHostedZoneId": {"id": "Z32O12XQLNTSW2"},
             "aws:iam/getSessionContext:getSessionContext": {
                 "arn": args.args.get("arn"),
                 "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer",

@@ -15,9 +15,10 @@ REQUIRED_TAGS = ("project", "stack", "managed-by")
 # AWS resource types that take no tags (their parents carry them).
 UNTAGGABLE = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation", "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration",
     "aws:efs/mountTarget:MountTarget", "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
     "aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-    "aws:kms/alias:Alias",
+    "aws:kms/alias:Alias", "aws:route53/record:Record", "aws:acm/certificateValidation:CertificateValidation",
 }
 STATEFUL = {"aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:efs/fileSystem:FileSystem"}
 CONTROL_PLANE_LOGS = {"api", "audit", "authenticator"}
@@ -80,11 +81,17 @@ def of_type(*types: str) -> Callable[[str], bool]:
     return lambda type_: type_ in types
 
 
-def ecr_scan_and_immutable(resource: Resource) -> Iterator[str]:
-    if resource.get("imageScanningConfiguration", "scanOnPush") is not True:
-        yield "images must be scanned on push (imageScanningConfiguration.scanOnPush: true)"
+def ecr_immutable(resource: Resource) -> Iterator[str]:
     if resource.get("imageTagMutability") != "IMMUTABLE":
         yield "image tags must be immutable (imageTagMutability: IMMUTABLE)"
+
+
+def ecr_registry_scanning(resource: Resource) -> Iterator[str]:
+    rules = resource.get("rules")
+    if rules is None:
+        return  # not known yet in a preview
+    if not any(rule.get("scanFrequency") in ("SCAN_ON_PUSH", "CONTINUOUS_SCAN") for rule in rules):
+        yield "the registry must scan images on push or continuously (rules[].scanFrequency)"
 
 
 def eks_secrets_encryption(resource: Resource) -> Iterator[str]:
@@ -192,8 +199,10 @@ def required_tags(resource: Resource) -> Iterator[str]:
 
 
 RULES: list[Rule] = [
-    Rule("ecr-scan-and-immutable-tags", "ECR repositories scan images on push and never move a tag",
-         of_type("aws:ecr/repository:Repository"), ecr_scan_and_immutable),
+    Rule("ecr-immutable-tags", "ECR repositories never move a tag",
+         of_type("aws:ecr/repository:Repository"), ecr_immutable),
+    Rule("ecr-registry-scanning", "The registry scans images on push or continuously",
+         of_type("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"), ecr_registry_scanning),
     Rule("eks-secrets-encryption", "EKS encrypts Kubernetes secrets with KMS",
          of_type("aws:eks/cluster:Cluster"), eks_secrets_encryption),
     Rule("eks-control-plane-logging", "EKS ships api, audit and authenticator logs",

@@ -30,11 +30,19 @@ INGRESS_CLASS = "alb"
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 
 
+# From AWS's reference policy for v3.5.0: what the controller calls when WAFv2 is enabled.
+# Associating a web ACL with an ALB also needs elasticloadbalancing:SetWebAcl on the balancer
+# (https://docs.aws.amazon.com/waf/latest/APIReference/API_AssociateWebACL.html).
+WAFV2_ACTIONS = ["wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL",
+                 "wafv2:DisassociateWebACL", "elasticloadbalancing:SetWebAcl"]
+
+
 def controller_policy(settings: StackSettings, account_id: str) -> str:
     """The controller's permissions for chart 3.5.0, derived from AWS's published policy for that
     version (docs/install/iam_policy.json in kubernetes-sigs/aws-load-balancer-controller), tightened:
-    resources are limited to this region and account, writes to resources tagged for this cluster,
-    and the WAF and Shield permissions are left out because the Helm values turn those features off."""
+    resources are limited to this region and account, writes to resources tagged for this cluster.
+    Shield and classic WAF are never used (the Helm values turn them off), and WAFv2 only when the
+    stack's WAF is on, with exactly the actions it needs."""
     arn = f"arn:{settings.partition}"
     ec2 = f"{arn}:ec2:{settings.region}:{account_id}"
     elb = f"{arn}:elasticloadbalancing:{settings.region}:{account_id}"
@@ -99,6 +107,8 @@ def controller_policy(settings: StackSettings, account_id: str) -> str:
             "elasticloadbalancing:ModifyListener", "elasticloadbalancing:AddListenerCertificates",
             "elasticloadbalancing:RemoveListenerCertificates", "elasticloadbalancing:ModifyRule",
             "elasticloadbalancing:SetRulePriorities"]},
+        *([{"Sid": "AttachWebAcl", "Effect": "Allow", "Resource": "*", "Action": WAFV2_ACTIONS}]
+          if settings.model_service.waf.enabled else []),
     ])
 
 
@@ -142,10 +152,11 @@ class LoadBalancerController(pulumi.ComponentResource):
             # This stack makes no Services of type LoadBalancer (the model is reached through an
             # Ingress), so the webhook that would mutate every new Service is left out.
             "enableServiceMutatorWebhook": False,
-            # Not used by this stack, and their permissions are not granted.
+            # Shield and classic WAF are not used, and their permissions are not granted; WAFv2 only
+            # when the stack has a web ACL (with it on, the controller checks every ALB's association).
             "enableShield": False,
             "enableWaf": False,
-            "enableWafv2": False,
+            "enableWafv2": settings.model_service.waf.enabled,
             # Load balancers and target groups the controller creates carry the stack's tags too.
             "defaultTags": settings.tags,
         }, [*args.wait_for, identity], child)

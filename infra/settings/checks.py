@@ -124,3 +124,13 @@ def _certificate_region(settings: StackSettings) -> Iterator[Problem]:
         yield problem(f"the certificate is in {match['region']}, but a load balancer in {settings.region} "
                       "can only use certificates from its own region", f"request or import one in {settings.region}",
                       "modelService.certificateArn")
+
+
+@cross_check("environment", "model_service")
+def _prod_endpoint_encrypted(settings: StackSettings) -> Iterator[Problem]:
+    model = settings.model_service
+    if settings.environment == "prod" and model.scheme == "internet-facing" and not model.tls:
+        yield problem("prod would serve the model over plain HTTP to the internet",
+                      "pulumi config set --path 'modelService.domain' <name> with --path "
+                      "'modelService.hostedZoneName' <zone> (or set certificateArn), or --path "
+                      "'modelService.scheme' internal", "modelService")

@@ -22,6 +22,9 @@ POOL_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,22}[a-z0-9])?$")
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 ACM_ARN_PATTERN = re.compile(
     r"^arn:aws(-[a-z]+)*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-\d{1,2}):\d{12}:certificate/[0-9a-f-]{36}$")
+# A DNS name of at least two labels, lowercase (ACM and Route 53 compare names case-insensitively).
+HOSTNAME_PATTERN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+HOSTED_ZONE_ID_PATTERN = re.compile(r"^Z[A-Z0-9]{1,31}$")
 CPU_PATTERN = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<milli>m)?$")
 MEMORY_PATTERN = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
 MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -130,6 +133,10 @@ CertificateArn = Annotated[str, matching(
     "or remove it to serve plain HTTP")]
 ModelName = Annotated[str, matching(MODEL_NAME_PATTERN, "'{value}' cannot be a model name in URLs",
                                     "use lowercase letters, digits, '.', '_' or '-', e.g. iris")]
+Hostname = Annotated[str, matching(HOSTNAME_PATTERN, "'{value}' is not a DNS name",
+                                   "write it like iris.ml.example.com (lowercase, no scheme or path)")]
+HostedZoneId = Annotated[str, matching(HOSTED_ZONE_ID_PATTERN, "'{value}' is not a Route 53 hosted zone ID",
+                                       "use the zone's ID, e.g. Z0123456789ABCDEFGHIJ (aws route53 list-hosted-zones)")]
 InstanceTypeName = Annotated[str, checked(_instance_type)]
 Ipv4Cidr = Annotated[str, checked(_ipv4_cidr)]
 VpcCidr = Annotated[str, checked(_vpc_cidr)]

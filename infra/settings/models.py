@@ -16,6 +16,8 @@ from infra import addressing, instance_types
 from infra.settings.fields import (
     CertificateArn,
     CpuQuantity,
+    HostedZoneId,
+    Hostname,
     InstanceTypeName,
     Ipv4Cidr,
     KubernetesVersion,
@@ -99,6 +101,16 @@ class NodePoolSettings(ConfigModel):
         return not self.gpu and self.min_size >= 1
 
 
+class WafSettings(ConfigModel):
+    """AWS WAF in front of the load balancer: AWS managed rules and a per-client rate limit."""
+
+    enabled: bool = Field(False, description="Put a WAFv2 web ACL in front of the load balancer (recommended "
+                                             "for prod).")
+    requests_per_five_minutes: int = Field(
+        2000, ge=10, le=2_000_000_000,
+        description="Requests one client IP may send in five minutes before WAF blocks it.")
+
+
 class ModelServiceSettings(ConfigModel):
     """The model-serving workload: how many replicas, where they run, what each may use."""
 
@@ -120,7 +132,20 @@ class ModelServiceSettings(ConfigModel):
     prediction_log_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
     certificate_arn: CertificateArn | None = Field(
-        None, description="ACM certificate for HTTPS (HTTP redirects to it); none: plain HTTP.")
+        None, description="Your own ACM certificate for HTTPS (HTTP redirects to it); with a domain, the program "
+                          "requests one itself.")
+    domain: Hostname | None = Field(
+        None, description="DNS name of the endpoint: the program requests its certificate and points it at the "
+                          "load balancer. Needs hostedZoneId or hostedZoneName.")
+    hosted_zone_id: HostedZoneId | None = Field(None, description="Route 53 public hosted zone holding domain, by ID.")
+    hosted_zone_name: Hostname | None = Field(
+        None, description="Route 53 public hosted zone holding domain, found by name (e.g. example.com).")
+    scheme: Literal["internet-facing", "internal"] = Field(
+        "internet-facing", description="internet-facing, or internal: reachable only from the VPC and its peers.")
+    allowed_cidrs: list[Ipv4Cidr] = Field(
+        ["0.0.0.0/0"], min_length=1,
+        description="Source ranges allowed to reach the load balancer (its security group).")
+    waf: WafSettings = Field(WafSettings(), description="AWS WAF: enabled, requestsPerFiveMinutes.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelServiceSettings:
@@ -140,8 +165,33 @@ class ModelServiceSettings(ConfigModel):
             problems.append(problem(f"{self.memory_limit} is below memoryRequest {self.memory_request}",
                                     f"raise memoryLimit to at least {self.memory_request} or lower memoryRequest",
                                     "memoryLimit"))
+        problems += self._dns_problems()
         raise_if(problems)
         return self
+
+    def _dns_problems(self) -> list[Problem]:
+        zone_given = self.hosted_zone_id is not None or self.hosted_zone_name is not None
+        if self.hosted_zone_id is not None and self.hosted_zone_name is not None:
+            return [problem("give the hosted zone once: by ID or by name, not both",
+                            "pulumi config rm --path 'modelService.hostedZoneName'", "hostedZoneName")]
+        if self.domain is None:
+            return [problem("a hosted zone without a domain has nothing to serve",
+                            "pulumi config set --path 'modelService.domain' <name in that zone>",
+                            "hostedZoneId" if self.hosted_zone_id else "hostedZoneName")] if zone_given else []
+        if not zone_given:
+            return [problem(f"domain {self.domain} needs the Route 53 hosted zone that holds it",
+                            "pulumi config set --path 'modelService.hostedZoneId' <Z...>, or --path "
+                            "'modelService.hostedZoneName' <zone name>", "domain")]
+        zone = self.hosted_zone_name
+        if zone is not None and not self.domain.endswith(f".{zone}") and self.domain != zone:
+            return [problem(f"domain {self.domain} is not in hosted zone {zone}",
+                            f"use a name ending in .{zone}, or the zone that holds {self.domain}", "domain")]
+        return []
+
+    @property
+    def tls(self) -> bool:
+        """HTTPS, with the program's certificate (domain) or the operator's (certificateArn)."""
+        return self.domain is not None or self.certificate_arn is not None
 
     @property
     def workers(self) -> int:
@@ -169,6 +219,7 @@ class StackSettings(ConfigModel):
     node_pools: dict[PoolName, NodePoolSettings]
     ecr_keep_images: int = Field(ge=1, le=1000)
     retain_data_on_destroy: bool
+    ecr_scanning: Literal["basic", "enhanced"]
     model_service: ModelServiceSettings
 
     @property

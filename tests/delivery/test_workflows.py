@@ -125,6 +125,10 @@ def test_each_deployment_is_gated_serialized_smoke_tested_and_tagged() -> None:
     script = "\n".join(str(step.get("run", "")) for step in job["steps"])
     assert "python -m infra.smoke" in script and "steps.up.outputs.modelUrl" in str(job["steps"])
     assert 'git tag "deploy/$STACK/$RUN"' in script
+    # The model's name comes from the stack's outputs, so a stack serving another model deploys.
+    (smoke,) = [step for step in job["steps"] if "infra.smoke" in str(step.get("run", ""))]
+    assert smoke["env"]["MODEL_NAME"] == "${{ steps.up.outputs.modelName }}"
+    assert '--model "$MODEL_NAME"' in smoke["run"] and "iris" not in smoke["run"]
 
 
 def test_rollback_redeploys_a_chosen_ref_to_a_chosen_stack() -> None:

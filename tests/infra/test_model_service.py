@@ -144,8 +144,13 @@ def test_ingress_is_an_internet_facing_alb_to_pod_ips(stack_synthesis: Synthesis
     assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
     assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
     assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/v2/health/ready"
-    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}]
-    assert stack_synthesis.outputs["modelUrl"].startswith("http://k8s-")
+    # dev and staging serve plain HTTP on the load balancer's name; prod HTTPS on its own domain.
+    if stack_synthesis.stack == "prod":
+        assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+        assert stack_synthesis.outputs["modelUrl"] == "https://iris.ml.example.com"
+    else:
+        assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}]
+        assert stack_synthesis.outputs["modelUrl"].startswith("http://k8s-")
 
 
 def test_https_with_redirect_when_a_certificate_is_configured() -> None:

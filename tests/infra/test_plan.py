@@ -186,3 +186,25 @@ def test_diff_shows_the_rendered_objects_a_chart_version_change_touches(
     keys = {change.key.rsplit("::", 1)[-1] for change in diff(before, after, "3.13.1", "3.13.9").changed}
     assert "metrics-server/Deployment/kube-system/metrics-server" in keys
     assert "metrics-server" in keys  # the chart resource itself: its version
+
+
+# -- the front door's cost --------------------------------------------------------------------------------
+
+def test_front_door_costs_are_itemised_with_free_and_negligible_parts_said_so() -> None:
+    items = {item.item: item for item in estimate(synthesized("prod")).items}
+    prices = price_table()["global"]
+    waf = items["AWS WAF web ACL and rules"]
+    assert waf.minimum == waf.maximum == pytest.approx(prices["wafWebAclMonth"] + 4 * prices["wafRuleMonth"])
+    assert items["AWS WAF requests"].maximum == pytest.approx(100 * prices["wafRequestsMillion"])
+    assert items["ACM public certificate"].maximum == 0 and "free" in items["ACM public certificate"].basis
+    assert "negligible" in items["Route 53 records"].basis
+    assert items["ECR image scans (Amazon Inspector)"].maximum == pytest.approx(30 * prices["inspectorImageScan"])
+    dev = {item.item for item in estimate(synthesized("dev")).items}
+    assert not {"AWS WAF web ACL and rules", "ACM public certificate", "ECR image scans (Amazon Inspector)"} & dev
+
+
+def test_an_internal_load_balancer_has_no_public_addresses() -> None:
+    internal = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2,
+                                                   "scheme": "internal"}})
+    items = {item.item: item for item in estimate(internal).items}
+    assert items["Public IPv4 addresses"].basis.startswith("1 NAT + 0 load balancer addresses")

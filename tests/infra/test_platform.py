@@ -11,40 +11,27 @@ from infra.synth import Synthesis
 from infra.versions import HELM_CHARTS
 from tests.conftest import synthesized
 
-# Every action in AWS's published policy for controller v3.5.0 (../shared/reference), less the WAF
-# and Shield ones, whose features the Helm values switch off.
-LOAD_BALANCER_CONTROLLER_ACTIONS = {
-    "iam:CreateServiceLinkedRole",
-    "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
-    "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections", "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags",
-    "ec2:GetCoipPoolUsage", "ec2:DescribeCoipPools", "ec2:GetSecurityGroupsForVpc", "ec2:DescribeIpamPools",
-    "ec2:DescribeRouteTables",
-    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
-    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeListenerCertificates",
-    "elasticloadbalancing:DescribeSSLPolicies", "elasticloadbalancing:DescribeRules",
-    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
-    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
-    "elasticloadbalancing:DescribeTrustStores", "elasticloadbalancing:DescribeListenerAttributes",
-    "elasticloadbalancing:DescribeCapacityReservation",
-    "cognito-idp:DescribeUserPoolClient", "acm:ListCertificates", "acm:DescribeCertificate",
-    "iam:ListServerCertificates", "iam:GetServerCertificate",
-    "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateSecurityGroup",
-    "ec2:CreateTags", "ec2:DeleteTags", "ec2:DeleteSecurityGroup",
-    "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
-    "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
-    "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule",
-    "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
-    "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
-    "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
-    "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:ModifyTargetGroup",
-    "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:DeleteTargetGroup",
-    "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:ModifyCapacityReservation",
-    "elasticloadbalancing:ModifyIpPools", "elasticloadbalancing:RegisterTargets",
-    "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:ModifyListener",
-    "elasticloadbalancing:AddListenerCertificates", "elasticloadbalancing:RemoveListenerCertificates",
-    "elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities",
-}
+# AWS's published policy for the controller release the chart runs (../shared/reference, or upstream).
+REFERENCE_POLICY_URL = ("https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v3.5.0/"
+                        "docs/install/iam_policy.json")
+# Shield and classic WAF are never used: the Helm values turn them off. WAFv2 (and attaching a web
+# ACL to a balancer) only with the stack's WAF on.
+NEVER_USED = ("shield:", "waf-regional:")
+WAF_ONLY = ("wafv2:", "elasticloadbalancing:SetWebAcl")
+
+
+def reference_actions() -> set[str]:
+    from tests.support.shared import reference_file
+
+    document = json.loads(reference_file("aws-load-balancer-controller-v3.5.0-iam-policy.json",
+                                         REFERENCE_POLICY_URL).read_text())
+    found = set()
+    for statement in document["Statement"]:
+        listed = statement["Action"]
+        found.update([listed] if isinstance(listed, str) else listed)
+    return found
+
+
 AUTOSCALER_ACTIONS = {
     "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities", "autoscaling:DescribeTags",
@@ -71,16 +58,19 @@ def values(synthesis: Synthesis, name: str) -> dict[str, Any]:
 
 def test_load_balancer_controller_policy_covers_every_call_without_wildcard_actions(
         stack_synthesis: Synthesis) -> None:
+    """Exactly the reference policy's actions, less the features switched off: WAFv2 only with WAF on."""
     statements = policy(stack_synthesis, "ingress-controller")
-    assert actions(statements) == LOAD_BALANCER_CONTROLLER_ACTIONS
+    chart_values = values(stack_synthesis, "aws-load-balancer-controller")
+    waf = stack_synthesis.stack == "prod"  # the committed stack with WAF on
+    expected = {a for a in reference_actions() if not a.startswith(NEVER_USED) and (waf or not a.startswith(WAF_ONLY))}
+    assert actions(statements) == expected
     assert not [a for a in actions(statements) if "*" in a]
     cluster = f"model-serving-{stack_synthesis.stack}"
     writes = [s for s in statements if s["Sid"] in ("ManageOwnBalancers", "ManageOwnSecurityGroups")]
     assert writes and all(s["Condition"] == {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
                           for s in writes)
-    chart_values = values(stack_synthesis, "aws-load-balancer-controller")
     assert (chart_values["enableWaf"], chart_values["enableWafv2"], chart_values["enableShield"]) == (
-        False, False, False)
+        False, waf, False)
 
 
 def test_autoscaler_policy_limits_writes_to_this_clusters_groups(stack_synthesis: Synthesis) -> None:

@@ -56,10 +56,17 @@ REPOSITORY = "aws:ecr/repository:Repository"
 CLUSTER = "aws:eks/cluster:Cluster"
 
 
-def test_ecr_rule_fails_without_scanning_or_with_mutable_tags() -> None:
-    repository = modified(one("dev", REPOSITORY), ["imageScanningConfiguration", "scanOnPush"], False)
-    modified(repository, ["imageTagMutability"], "MUTABLE")
-    assert len(rule("ecr-scan-and-immutable-tags").violations(repository)) == 2
+def test_ecr_rule_fails_with_mutable_tags() -> None:
+    repository = modified(one("dev", REPOSITORY), ["imageTagMutability"], "MUTABLE")
+    assert rule("ecr-immutable-tags").violations(repository) == [
+        "image tags must be immutable (imageTagMutability: IMMUTABLE)"]
+
+
+def test_registry_scanning_rule_fails_without_a_scanning_rule() -> None:
+    scanning = one("prod", "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration")
+    assert rule("ecr-registry-scanning").violations(scanning) == []
+    scanning.props["rules"][0]["scanFrequency"] = "MANUAL"
+    assert rule("ecr-registry-scanning").violations(scanning)
 
 
 def test_eks_secrets_rule_fails_without_encryption() -> None:
