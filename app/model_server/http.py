@@ -1,6 +1,17 @@
 """A small HTTP/1.1 server on asyncio + httptools: keep-alive, pipelining, and the limits a
-public endpoint needs (body size checked from the headers before the body is read, a
-deadline for each request against slow clients, an idle timeout, graceful draining).
+public endpoint needs, modelled on nginx, uvicorn and Go's net/http:
+
+- the request line and the header section are bounded (414, 431), and the body size is checked
+  from the headers before the body is read (413); `Expect: 100-continue` is answered with
+  `100 Continue` when the request can be taken, or with its final answer (413, 417) at once;
+- every request has a deadline against slow clients (408), idle keep-alive connections a timeout;
+- a worker holds at most `max_connections`: at the limit it closes its oldest idle connection
+  to make room, and when none is idle it answers 503 and closes;
+- backpressure both ways: it stops reading from a client that pipelines too much, and stops
+  answering (and reading) while a client does not read what it was sent;
+- malformed framing (conflicting Content-Length and Transfer-Encoding, a bad chunk size, a bad
+  request line) is a 400 and a closed connection, never a desynchronised stream;
+- graceful draining.
 
 It knows nothing about models: each complete request goes to a `Handler`, which answers
 through `Connection.respond`, now or later.
@@ -19,6 +30,14 @@ from typing import Protocol, cast
 import httptools
 
 MAX_PIPELINED = 32  # stop reading from a client that queues more requests than this
+# The request line (414 above it) and the whole header section (431), as nginx's default
+# large_client_header_buffers (4 x 8 KiB) and uvicorn's 16 KiB incomplete-event limit.
+MAX_REQUEST_LINE_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_FIELDS = 100
+# Stop answering a client whose unread responses pass this, until it has read them down to a quarter.
+WRITE_BUFFER_HIGH_WATER = 256 * 1024
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclass
@@ -46,6 +65,7 @@ class ServerState:
     max_body_bytes: int
     request_timeout_s: float
     keepalive_timeout_s: float
+    max_connections: int = 1024
     ready: bool = False
     draining: bool = False
     connections: set[Connection] = field(default_factory=set)
@@ -84,14 +104,45 @@ class Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._in_message = False
+        self._header_bytes = 0
+        self._header_fields = 0
+        # Between the start of a request and the end of its headers: httptools buffers a header
+        # value until it is complete, so what arrives in this phase is counted as it arrives
+        # (complete fields are counted exactly in on_header).
+        self._in_head = True
+        self._head_bytes = 0
+        self._messages_begun = 0
+        self._messages_completed = 0
+        # A `100 Continue` owed to the request being received, sent once earlier answers are out.
+        self._continue_owed = False
+        self._writing_paused = False
+        self._driving = False
+        # A request refused (parse error or limit): nothing more is read; its answer waits for the
+        # answers to the requests before it, then the connection closes.
+        self.refused = False
+        self._refusal: bytes | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.last_active = time.monotonic()
 
     # -- connection events -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH_WATER)
+        if len(self.state.connections) >= self.state.max_connections and not self._make_room():
+            self._fail(503, f"the server holds its limit of {self.state.max_connections} connections per worker; "
+                            "retry shortly")
+            return
         self.state.connections.add(self)
         self._arm(self.state.request_timeout_s, self._timed_out)
+
+    def _make_room(self) -> bool:
+        """At the connection limit: close the longest-idle connection, if any is idle."""
+        idle = [connection for connection in self.state.connections if connection.idle and not connection.closing]
+        if not idle:
+            return False
+        min(idle, key=lambda connection: connection.last_active).close()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -99,14 +150,26 @@ class Connection(asyncio.Protocol):
         self.state.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.refused:
             return
+        self.last_active = time.monotonic()
+        in_head_before, begun_before, completed_before = self._in_head, self._messages_begun, self._messages_completed
         try:
             self.parser.feed_data(data)
+            # A chunk that holds nothing but the current request's head counts in full: it began
+            # inside that head, or began that request with no other request ending in it. (Where a
+            # request begins inside a chunk is not known; such a head counts from its next chunk.)
+            only_this_head = (in_head_before and self._messages_begun == begun_before) or (
+                self._messages_begun == begun_before + 1 and self._messages_completed == completed_before)
+            if self._in_head and only_this_head and not self.refused:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEADER_BYTES:
+                    self._fail(431, self._header_limit_message())
         except httptools.HttpParserUpgrade:
             self._fail(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as error:
-            self._fail(400, f"malformed HTTP request: {error}")
+            if not self.refused:  # a limit raising from a callback has already refused it
+                self._fail(400, f"malformed HTTP request: {error}")
 
     # -- httptools callbacks -----------------------------------------------
 
@@ -114,24 +177,51 @@ class Connection(asyncio.Protocol):
         self._in_message = True
         self._current = Request()
         self._body, self._body_size = [], 0
+        self._header_bytes = self._header_fields = self._head_bytes = 0
+        self._in_head = True
+        self._messages_begun += 1
         if not self.busy:
             self._arm(self.state.request_timeout_s, self._timed_out)
 
     def on_url(self, url: bytes) -> None:
         self._current.url += url
+        if len(self._current.url) > MAX_REQUEST_LINE_BYTES:
+            self._fail(414, f"the request target is over the {MAX_REQUEST_LINE_BYTES}-byte limit")
+            raise httptools.HttpParserCallbackError("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # httptools may deliver a name or value in pieces: count every byte, and a field per name.
+        self._header_bytes += len(name) + len(value)
+        self._header_fields += bool(name)
+        if self._header_bytes > MAX_HEADER_BYTES or self._header_fields > MAX_HEADER_FIELDS:
+            self._fail(431, self._header_limit_message())
+            raise httptools.HttpParserCallbackError("header section too large")
         self._current.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
+    @staticmethod
+    def _header_limit_message() -> str:
+        return f"the request's headers are over the limit of {MAX_HEADER_BYTES} bytes and {MAX_HEADER_FIELDS} fields"
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._current.method = self.parser.get_method().decode("latin-1")
-        length = self._current.headers.get("content-length")
+        headers = self._current.headers
+        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.state.max_body_bytes:
-            # Refuse before reading a byte of the body.
+            # Refuse before reading a byte of the body (with Expect: 100-continue, before it is sent).
             self._fail(413, f"request body of {length} bytes is over the {self.state.max_body_bytes}-byte limit")
+            return
+        expectation = headers.get("expect")
+        # HTTP/1.0 has no 100 Continue: servers ignore Expect there (RFC 9110, section 10.1.1).
+        if expectation is not None and self.parser.get_http_version() != "1.0":
+            if expectation.strip().lower() != "100-continue":
+                self._fail(417, f"Expect: {expectation} cannot be met; only 100-continue is supported")
+                return
+            self._continue_owed = True
+            self._send_continue()
 
     def on_body(self, body: bytes) -> None:
-        if self.closing:
+        if self.closing or self.refused:
             return
         self._body_size += len(body)
         if self._body_size > self.state.max_body_bytes:
@@ -141,7 +231,9 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        if self.closing:
+        self._messages_completed += 1
+        self._continue_owed = False  # the body came without it
+        if self.closing or self.refused:
             return
         request = self._current
         request.body = b"".join(self._body)
@@ -153,15 +245,29 @@ class Connection(asyncio.Protocol):
 
     # -- answering -----------------------------------------------------------
 
+    def _send_continue(self) -> None:
+        """An interim answer belongs to the request being received: send it only once every earlier
+        request has its final answer, or the client would take it for theirs."""
+        if self._continue_owed and not self.busy and not self.queue and self.transport is not None:
+            self._continue_owed = False
+            self.transport.write(CONTINUE)
+
     def _next(self) -> None:
-        if self.busy or not self.queue or self.closing:
+        """Hand queued requests to the handler, one at a time. A loop, not recursion: a handler that
+        answers at once calls `respond`, which asks for the next request while this loop runs."""
+        if self._driving:
             return
-        self.busy = True
-        self._disarm()
-        request = self.queue.popleft()
-        if self.transport is not None and len(self.queue) == MAX_PIPELINED:
-            self.transport.resume_reading()
-        self.handler.handle(request, self)
+        self._driving = True
+        try:
+            while not self.busy and self.queue and not self.closing and not self._writing_paused:
+                self.busy = True
+                self._disarm()
+                request = self.queue.popleft()
+                if self.transport is not None and len(self.queue) == MAX_PIPELINED and not self.refused:
+                    self.transport.resume_reading()
+                self.handler.handle(request, self)
+        finally:
+            self._driving = False
 
     def respond(self, request: Request, status: int, body: bytes, content_type: str = "application/json",
                 headers: dict[str, str] | None = None) -> None:
@@ -172,26 +278,75 @@ class Connection(asyncio.Protocol):
         keep_alive = request.keep_alive and not self.state.draining
         self.transport.write(render_response(status, body, content_type, headers, keep_alive))
         self.busy = False
+        self.last_active = time.monotonic()
         if not keep_alive:
             self.close()
+        elif self._writing_paused:
+            return  # the write deadline runs until the client reads (resume_writing goes on)
         elif self.queue:
             self._next()
+        elif self._refusal is not None:
+            self.transport.write(self._refusal)
+            self.close()
         elif self._in_message:  # the next request is arriving: hold it to the request deadline
             self._arm(self.state.request_timeout_s, self._timed_out)
+            self._send_continue()
         else:
             self._arm(self.state.keepalive_timeout_s, self.close)
 
+    # -- backpressure on writes (asyncio calls these around the write buffer's limits) --------
+
+    def pause_writing(self) -> None:
+        """The client is not reading: stop answering, and stop reading requests it cannot take in.
+        It gets the request deadline to read its answers down (net/http's write timeout), else it
+        is dropped: a client that never reads must not hold a connection and its buffer forever."""
+        self._writing_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._arm(self.state.request_timeout_s, self.abort)
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self.transport is None or self.closing:
+            return
+        self._disarm()
+        if len(self.queue) <= MAX_PIPELINED and not self.refused:
+            self.transport.resume_reading()
+        self._next()
+        if self.idle:
+            self._arm(self.state.keepalive_timeout_s, self.close)
+        elif not self.busy and self._in_message:
+            self._arm(self.state.request_timeout_s, self._timed_out)
+
     def _fail(self, status: int, message: str) -> None:
-        """A request we cannot parse or accept: answer it and drop the connection."""
-        if self.transport is not None and not self.closing:
-            self.transport.write(render_response(status, self.error_body(status, message), "application/json",
-                                                 None, keep_alive=False))
+        """A request we cannot parse or accept: answer it, after the requests before it, and drop
+        the connection (what follows on the stream cannot be trusted to be framed right)."""
+        if self.refused or self.closing:
+            return
+        self.refused = True
+        self._continue_owed = False
+        answer = render_response(status, self.error_body(status, message), "application/json", None,
+                                 keep_alive=False)
+        if self.busy or self.queue:
+            self._refusal = answer
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
+        if self.transport is not None:
+            self.transport.write(answer)
         self.close()
 
     def _timed_out(self) -> None:
         if self.busy:
             return  # the server is working on it; only clients are held to the deadline
         self._fail(408, f"the request was not received within {self.state.request_timeout_s:g} s")
+
+    def abort(self) -> None:
+        """Drop the connection without flushing what the client would not read."""
+        self.closing = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
 
     def close(self) -> None:
         self.closing = True
@@ -201,7 +356,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return not self.busy and not self.queue and not self._in_message
+        return not self.busy and not self.queue and not self._in_message and not self._writing_paused
 
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         self._disarm()

@@ -19,7 +19,6 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
-import skops.io
 from sklearn.exceptions import InconsistentVersionWarning
 
 from model_server.errors import BadRequest, ModelLoadError
@@ -116,6 +115,10 @@ def deserialize(data: bytes, settings: ServerSettings) -> Any:
         warnings.simplefilter("error", InconsistentVersionWarning)
         try:
             if fmt == "skops":
+                # Imported only for skops artifacts: it loads every type it trusts (about half of
+                # scikit-learn), which would add most of a second to every pickle server's start.
+                import skops.io
+
                 untrusted = [t for t in skops.io.get_untrusted_types(data=data)
                              if t not in settings.skops_trusted_types]
                 if untrusted:

@@ -39,6 +39,11 @@ class ServerSettings(BaseSettings):
         0.0, ge=0, le=1000,
         description="How long a request may wait for others to share its batch (0: batch only what arrived together).")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    max_connections: int = Field(
+        1024, ge=1, le=65536,
+        description="Connections one worker holds; at the limit the longest-idle one is closed, or a new one gets "
+                    "503 when none is idle. Worst-case buffered request memory is about this times "
+                    "(max_body_bytes + 16 KiB of headers).")
     request_timeout_s: float = Field(30.0, gt=0, description="A client must send a whole request within this time.")
     keepalive_timeout_s: float = Field(75.0, gt=0, description="Idle keep-alive connections are closed after this.")
     drain_s: float = Field(

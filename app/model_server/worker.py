@@ -38,7 +38,7 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
     prediction_log = PredictionLog(settings.prediction_log_dir, settings.prediction_log_sample_rate)
     batcher = Batcher(model, settings.max_batch_size, settings.max_batch_wait_ms / 1000, metrics.observe_batch, loop)
     state = ServerState(max_body_bytes=settings.max_body_bytes, request_timeout_s=settings.request_timeout_s,
-                        keepalive_timeout_s=settings.keepalive_timeout_s)
+                        keepalive_timeout_s=settings.keepalive_timeout_s, max_connections=settings.max_connections)
     app = ModelApp(model, batcher, state, metrics, access_log, prediction_log)
 
     def make_connection() -> Connection:
