@@ -8,27 +8,21 @@ memory copy-on-write. SIGTERM is forwarded to every worker, which drains and exi
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from types import FrameType
 
-# Workers are the unit of parallelism; numeric libraries stay single-threaded (and a BLAS
-# thread pool forked mid-operation can deadlock). Must be set before numpy is imported.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+import orjson
+from pydantic import ValidationError
 
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from types import FrameType  # noqa: E402
-
-import orjson  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
-
-from model_server import metrics  # noqa: E402
-from model_server.errors import ModelLoadError  # noqa: E402
-from model_server.model import Model, load_model  # noqa: E402
-from model_server.settings import ServerSettings  # noqa: E402
+from model_server import metrics
+from model_server.errors import ModelLoadError
+from model_server.model import Model, load_model
+from model_server.settings import ServerSettings
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 CRASH_WINDOW_S = 10.0  # a worker dying sooner than this after its start counts as a crash
@@ -51,6 +45,8 @@ def listen(settings: ServerSettings) -> socket.socket:
 
 
 def run_worker(settings: ServerSettings, model: Model, listener: socket.socket) -> None:
+    # Imported here, not at the top: the worker's metrics (prometheus_client) must be imported
+    # only once metrics.prepare has pointed it at the shared multiprocess directory.
     from model_server.worker import serve
 
     serve(settings, model, listener)
