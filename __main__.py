@@ -12,6 +12,11 @@ from infra.model_image import AppArtifact, ModelImage, ModelImageArgs
 from infra.model_service import ModelService, ModelServiceArgs
 from infra.network import Network, NetworkArgs
 from infra.node_pools import NodePool, NodePoolArgs
+from infra.observability.access_logs import AccessLogs, AccessLogsArgs
+from infra.observability.alerting import Alerting, AlertingArgs
+from infra.observability.logs import ContainerLogs, ContainerLogsArgs
+from infra.observability.metrics import MetricsStack, MetricsStackArgs
+from infra.observability.model_monitoring import ModelMonitoring, ModelMonitoringArgs
 from infra.platform.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.platform.gpu import GpuSupport, GpuSupportArgs
 from infra.platform.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
@@ -71,6 +76,20 @@ registry = Registry("registry", RegistryArgs(settings=settings), opts=uses_aws)
 image = ModelImage(
     "image", ModelImageArgs(settings=settings, artifact=app, repository_url=registry.repository_url,
                             registry_id=registry.registry_id, provider=aws_provider), opts=uses_aws)
+# Observability (on unless observability.enabled is false): metrics and alerts, logs, access logs.
+observed = settings.observability.enabled
+if observed:
+    alerting = Alerting("alerting", AlertingArgs(settings=settings, cluster_name=cluster.name), opts=uses_aws)
+    metrics_stack = MetricsStack(
+        "monitoring", MetricsStackArgs(settings=settings, alert_topic_arn=alerting.topic_arn,
+                                       wait_for=[*webhooks_ready, alerting.identity]), opts=on_cluster)
+    container_logs = ContainerLogs(
+        "logs", ContainerLogsArgs(settings=settings, cluster_name=cluster.name, wait_for=webhooks_ready),
+        opts=on_cluster)
+    access_logs = AccessLogs(
+        "access-logs", AccessLogsArgs(settings=settings, account_id=cluster.account_id, provider=aws_provider),
+        opts=uses_aws)
+
 front_door = FrontDoor("front-door", FrontDoorArgs(settings=settings, provider=aws_provider), opts=uses_aws)
 model_service = ModelService(
     "model",
@@ -78,8 +97,14 @@ model_service = ModelService(
                      vpc_cidr=network.vpc_cidr, shared_storage_class=storage.shared_storage_class,
                      ingress_class=ingress.ingress_class, certificate_arn=front_door.certificate_arn,
                      web_acl_arn=front_door.web_acl_arn,
+                     access_log_bucket=access_logs.bucket_name if observed else None,
                      wait_for=[*webhooks_ready, *storage.mount_targets]),
     opts=on_cluster)
+if observed:
+    # Its custom resources need the metrics stack's CRDs, and the PodMonitor the model's namespace.
+    ModelMonitoring("model-monitoring", ModelMonitoringArgs(settings=settings,
+                                                            wait_for=[metrics_stack.stack_chart, model_service]),
+                    opts=on_cluster)
 if settings.model_service.domain is not None and front_door.zone_id is not None:
     DnsName("dns", DnsNameArgs(domain=settings.model_service.domain, zone_id=front_door.zone_id,
                                load_balancer_hostname=model_service.load_balancer_hostname,
@@ -107,3 +132,8 @@ pulumi.export("modelUrl", model_service.url)
 pulumi.export("modelName", settings.model_service.name)
 pulumi.export("imageRef", image.image_ref)
 pulumi.export("ingressClass", ingress.ingress_class)
+if observed:
+    pulumi.export("grafanaAdminPassword", metrics_stack.grafana_admin_password)
+    pulumi.export("alertTopicArn", alerting.topic_arn)
+    pulumi.export("containerLogGroup", container_logs.log_group_name)
+    pulumi.export("accessLogBucket", access_logs.bucket_name)

@@ -28,6 +28,7 @@ SERVER_UID = 10001
 SERVER_PORT = 8080
 LIVE_PATH = "/v2/health/live"
 READY_PATH = "/v2/health/ready"
+METRICS_PATH = "/metrics"
 PLATFORM = "linux/amd64"  # node pools run x86_64 AMIs
 
 

@@ -20,6 +20,8 @@ from infra.settings import StackSettings
 
 NAMESPACE = "model-serving"
 APP_NAME = "model-server"
+PORT_NAME = "http"  # the container's port, and the Service's, by name
+ACCESS_LOG_PREFIX = "alb"  # where in the access-log bucket the load balancer writes
 PREDICTION_LOG_DIR = "/var/log/predictions"
 # Shutdown timeline: after the pod is marked for deletion the ALB keeps sending requests until
 # the controller has deregistered it; the preStop pause covers that, then SIGTERM starts the
@@ -46,6 +48,8 @@ class ModelServiceArgs:
     # From FrontDoor: the issued certificate (None: plain HTTP) and the WAF web ACL (None: no WAF).
     certificate_arn: pulumi.Input[str] | None = None
     web_acl_arn: pulumi.Input[str] | None = None
+    # From AccessLogs: the bucket the load balancer writes its access logs to (None: no access logs).
+    access_log_bucket: pulumi.Input[str] | None = None
     # Children do not inherit a component's depends_on: the workload waits for these itself.
     wait_for: Sequence[pulumi.Resource] = ()
 
@@ -106,15 +110,15 @@ def pod_spec(settings: StackSettings, image_ref: pulumi.Input[str], model_sha256
         "containers": [{
             "name": APP_NAME,
             "image": image_ref,
-            "ports": [{"name": "http", "container_port": SERVER_PORT, "protocol": "TCP"}],
+            "ports": [{"name": PORT_NAME, "container_port": SERVER_PORT, "protocol": "TCP"}],
             "env": server_environment(settings, model_sha256),
             "resources": {"requests": requests, "limits": limits},
             # Loading and verifying the model happens before the server listens.
-            "startup_probe": {"http_get": {"path": LIVE_PATH, "port": "http"}, "period_seconds": 2,
+            "startup_probe": {"http_get": {"path": LIVE_PATH, "port": PORT_NAME}, "period_seconds": 2,
                              "failure_threshold": 60},
-            "readiness_probe": {"http_get": {"path": READY_PATH, "port": "http"}, "period_seconds": 5,
+            "readiness_probe": {"http_get": {"path": READY_PATH, "port": PORT_NAME}, "period_seconds": 5,
                                "timeout_seconds": 2, "failure_threshold": 2},
-            "liveness_probe": {"http_get": {"path": LIVE_PATH, "port": "http"}, "period_seconds": 10,
+            "liveness_probe": {"http_get": {"path": LIVE_PATH, "port": PORT_NAME}, "period_seconds": 10,
                               "timeout_seconds": 2, "failure_threshold": 3},
             "lifecycle": {"pre_stop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
             "security_context": {
@@ -139,7 +143,8 @@ def pod_spec(settings: StackSettings, image_ref: pulumi.Input[str], model_sha256
 
 
 def ingress_annotations(settings: StackSettings, certificate_arn: pulumi.Input[str] | None,
-                        web_acl_arn: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]]:
+                        web_acl_arn: pulumi.Input[str] | None,
+                        access_log_bucket: pulumi.Input[str] | None = None) -> dict[str, pulumi.Input[str]]:
     """What the ALB controller builds (https://kubernetes-sigs.github.io/aws-load-balancer-controller/
     latest/guide/ingress/annotations/)."""
     model = settings.model_service
@@ -156,7 +161,9 @@ def ingress_annotations(settings: StackSettings, certificate_arn: pulumi.Input[s
         "alb.ingress.kubernetes.io/healthcheck-interval-seconds": "10",
         "alb.ingress.kubernetes.io/target-group-attributes":
             f"deregistration_delay.timeout_seconds={DEREGISTRATION_DELAY_SECONDS}",
-        "alb.ingress.kubernetes.io/load-balancer-attributes": ",".join(attributes),
+        "alb.ingress.kubernetes.io/load-balancer-attributes": ",".join(attributes) if access_log_bucket is None
+        else pulumi.Output.concat(",".join(attributes), ",access_logs.s3.enabled=true,access_logs.s3.bucket=",
+                                  access_log_bucket, f",access_logs.s3.prefix={ACCESS_LOG_PREFIX}"),
         "alb.ingress.kubernetes.io/tags": ",".join(f"{k}={v}" for k, v in settings.tags.items()),
     }
     if certificate_arn is not None:
@@ -244,17 +251,17 @@ class ModelService(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=metadata(APP_NAME),
-            spec={"selector": selector, "ports": [{"name": "http", "port": 80, "target_port": "http"}]},
+            spec={"selector": selector, "ports": [{"name": PORT_NAME, "port": 80, "target_port": PORT_NAME}]},
             opts=after_platform,
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata=metadata(APP_NAME, annotations=ingress_annotations(settings, args.certificate_arn,
-                                                                        args.web_acl_arn)),
+                                                                        args.web_acl_arn, args.access_log_bucket)),
             spec={
                 "ingress_class_name": args.ingress_class,
                 "rules": [{"http": {"paths": [{"path": "/", "path_type": "Prefix", "backend": {
-                    "service": {"name": service.metadata.name, "port": {"name": "http"}}}}]}}],
+                    "service": {"name": service.metadata.name, "port": {"name": PORT_NAME}}}}]}}],
             },
             opts=after_platform,
         )

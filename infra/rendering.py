@@ -79,6 +79,16 @@ def load_chart(name: str, version: str, repository: str) -> Any:
     return chart
 
 
+@cache
+def _crds(chart: Any) -> tuple[dict[str, Any], ...]:
+    return tuple(document for crd in chart.crds for document in _documents(crd["data"]))
+
+
+def chart_crds(chart: Any) -> list[dict[str, Any]]:
+    """The CRDs a chart ships (they do not depend on values: parsed once per chart, shared: read only)."""
+    return list(_crds(chart))
+
+
 @dataclass(frozen=True)
 class RenderedChart:
     """One chart installed by the program, rendered: its objects (List items expanded, namespaces
@@ -101,8 +111,17 @@ class RenderedChart:
         return matches[0]
 
 
+class _ManifestLoader(yaml.CSafeLoader):
+    """YAML as Kubernetes reads it, parsed by libyaml (CRDs run to megabytes): a bare `=` is the
+    string "=" (YAML 1.1 reads it as the `value` type, which PyYAML cannot construct; the
+    Prometheus rules in charts use it)."""
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
 def _documents(text: str) -> Iterator[dict[str, Any]]:
-    for document in yaml.safe_load_all(text):
+    for document in yaml.load_all(text, Loader=_ManifestLoader):
         if not isinstance(document, dict):
             continue
         if document.get("kind") == "List":
@@ -127,7 +146,7 @@ def render(record: ResourceRecord, *, upgrade: bool = False, values: dict[str, A
                              revision=2 if upgrade else 1, is_install=not upgrade, is_upgrade=upgrade)
     objects = [document for path, text in sorted(manifests.items()) if not path.endswith("NOTES.txt")
                for document in _documents(text)]
-    crds = [document for crd in chart.crds for document in _documents(crd["data"])]
+    crds = chart_crds(chart)
     cluster_scoped = CLUSTER_SCOPED | {crd["spec"]["names"]["kind"] for crd in crds
                                        if crd["spec"]["scope"] == "Cluster"}
     for obj in objects:

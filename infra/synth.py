@@ -219,6 +219,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["nodeGroupName"] = inputs.get("nodeGroupName") or name
         elif args.typ == "aws:eks/accessEntry:AccessEntry":
             outputs["principalArn"] = inputs["principalArn"]
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = "mock-password-" + resource_id[-12:]
+        elif args.typ == "aws:s3/bucket:Bucket":
+            outputs["bucket"] = inputs.get("bucket", name)
+            outputs["arn"] = f"arn:aws:s3:::{outputs['bucket']}"
         elif args.typ in MOCK_PEM_OUTPUTS:
             # Stable per resource, so renders of a chart that embeds them are stable too.
             outputs[MOCK_PEM_OUTPUTS[args.typ]] = f"-----BEGIN MOCK-----\n{args.typ} {args.name}\n-----END MOCK-----\n"
@@ -267,6 +272,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "privateZone": False},
             # The canonical hosted zone of eu-west-1's application load balancers (AWS publishes one per region).
             "aws:lb/getHostedZoneId:getHostedZoneId": {"id": "Z32O12XQLNTSW2"},
+            # The account Elastic Load Balancing writes access logs as (eu-west-1's, from AWS's table).
+            "aws:elb/getServiceAccount:getServiceAccount": {"arn": "arn:aws:iam::156460612806:root",
+                                                            "id": "156460612806"},
             "aws:iam/getSessionContext:getSessionContext": {
                 "arn": args.args.get("arn"),
                 "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer",

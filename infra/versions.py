@@ -69,6 +69,12 @@ HELM_CHARTS: dict[str, HelmChart] = {
         "aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts"),
     "cluster-autoscaler": HelmChart("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler"),
     "metrics-server": HelmChart("metrics-server", "3.13.1", "https://kubernetes-sigs.github.io/metrics-server/"),
+    # Observability (infra/observability/). kube-prometheus-stack bundles kube-state-metrics 8.4.0,
+    # prometheus-node-exporter 4.56.1 and grafana 12.11.1 (now from grafana-community/helm-charts).
+    "kube-prometheus-stack": HelmChart(
+        "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"),
+    "dcgm-exporter": HelmChart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts"),
+    "aws-for-fluent-bit": HelmChart("aws-for-fluent-bit", "0.2.0", "https://aws.github.io/eks-charts"),
 }
 
 # Images the program runs without a chart. The NVIDIA device plugin is one DaemonSet: its chart

@@ -19,6 +19,11 @@ UNTAGGABLE = {
     "aws:efs/mountTarget:MountTarget", "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
     "aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:kms/alias:Alias", "aws:route53/record:Record", "aws:acm/certificateValidation:CertificateValidation",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:sns/topicSubscription:TopicSubscription",
 }
 STATEFUL = {"aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:efs/fileSystem:FileSystem"}
 CONTROL_PLANE_LOGS = {"api", "audit", "authenticator"}

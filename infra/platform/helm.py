@@ -30,14 +30,14 @@ def spread_over_zones_and_nodes(pod_labels: dict[str, str]) -> list[dict[str, An
 
 
 def chart(name: str, values: dict[str, Any], wait_for: Sequence[pulumi.Resource],
-          opts: pulumi.ResourceOptions) -> k8s.helm.v4.Chart:
+          opts: pulumi.ResourceOptions, namespace: str = NAMESPACE) -> k8s.helm.v4.Chart:
     pinned = HELM_CHARTS[name]
     return k8s.helm.v4.Chart(
         name,
         chart=pinned.name,
         version=pinned.version,
         repository_opts={"repo": pinned.repository},
-        namespace=NAMESPACE,
+        namespace=namespace,
         values=values,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(wait_for))),
     )

@@ -25,6 +25,8 @@ ACM_ARN_PATTERN = re.compile(
 # A DNS name of at least two labels, lowercase (ACM and Route 53 compare names case-insensitively).
 HOSTNAME_PATTERN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 HOSTED_ZONE_ID_PATTERN = re.compile(r"^Z[A-Z0-9]{1,31}$")
+# What SNS accepts as an email subscription endpoint, loosely: one @ and a dotted domain.
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE)
 CPU_PATTERN = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<milli>m)?$")
 MEMORY_PATTERN = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
 MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -137,6 +139,8 @@ Hostname = Annotated[str, matching(HOSTNAME_PATTERN, "'{value}' is not a DNS nam
                                    "write it like iris.ml.example.com (lowercase, no scheme or path)")]
 HostedZoneId = Annotated[str, matching(HOSTED_ZONE_ID_PATTERN, "'{value}' is not a Route 53 hosted zone ID",
                                        "use the zone's ID, e.g. Z0123456789ABCDEFGHIJ (aws route53 list-hosted-zones)")]
+EmailAddress = Annotated[str, matching(EMAIL_PATTERN, "'{value}' is not an email address",
+                                       "write it like oncall@example.com")]
 InstanceTypeName = Annotated[str, checked(_instance_type)]
 Ipv4Cidr = Annotated[str, checked(_ipv4_cidr)]
 VpcCidr = Annotated[str, checked(_vpc_cidr)]

@@ -16,6 +16,7 @@ from infra import addressing, instance_types
 from infra.settings.fields import (
     CertificateArn,
     CpuQuantity,
+    EmailAddress,
     HostedZoneId,
     Hostname,
     InstanceTypeName,
@@ -199,6 +200,24 @@ class ModelServiceSettings(ConfigModel):
         return max(1, int(cpu_cores(self.cpu_limit)))
 
 
+class ObservabilitySettings(ConfigModel):
+    """Metrics, alerts, dashboards and logs for the stack; off for teams that bring their own."""
+
+    enabled: bool = Field(True, description="Install the observability stack (metrics, alerts, dashboards, logs).")
+    prometheus_retention_days: int = Field(15, ge=1, le=365, description="Days Prometheus keeps metrics.")
+    prometheus_storage_gib: int = Field(
+        50, ge=10, le=16384, description="Size of Prometheus's encrypted gp3 volume, GiB.")
+    latency_slo_ms: float = Field(
+        250, gt=0, le=60000, description="p99 inference latency the endpoint should stay under; alerts above it.")
+    queue_wait_slo_ms: float = Field(
+        50, gt=0, le=60000, description="p99 time a request may wait for its batch; alerts above it.")
+    alert_emails: list[EmailAddress] = Field(
+        [], description="Addresses subscribed to the alert topic (each confirms by email).")
+    log_retention_days: RetentionDays = Field(30, description="Days CloudWatch keeps container logs.")
+    access_log_retention_days: int = Field(
+        90, ge=1, le=3650, description="Days the load balancer's access logs are kept in S3.")
+
+
 class StackSettings(ConfigModel):
     """Everything a stack's config says, validated. Field aliases are the config keys."""
 
@@ -221,6 +240,7 @@ class StackSettings(ConfigModel):
     retain_data_on_destroy: bool
     ecr_scanning: Literal["basic", "enhanced"]
     model_service: ModelServiceSettings
+    observability: ObservabilitySettings
 
     @property
     def production(self) -> bool:

@@ -33,8 +33,15 @@ REQUIRED_KINDS: dict[str, dict[str, int]] = {
         "ValidatingWebhookConfiguration": 1, "IngressClass": 1, "IngressClassParams": 1},
     "cluster-autoscaler": {"Deployment": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1},
     "metrics-server": {"Deployment": 1, "ServiceAccount": 1, "Service": 1, "APIService": 1},
+    # The operator, Grafana and kube-state-metrics; node-exporter; the Prometheus and Alertmanager the
+    # operator runs; the default rules and the scrape configs for the cluster's components.
+    "kube-prometheus-stack": {"Deployment": 3, "DaemonSet": 1, "Prometheus": 1, "Alertmanager": 1,
+                              "PrometheusRule": 10, "ServiceMonitor": 5, "Secret": 1},
+    "dcgm-exporter": {"DaemonSet": 1, "ServiceMonitor": 1},
+    "aws-for-fluent-bit": {"DaemonSet": 1, "ConfigMap": 1, "ServiceAccount": 1},
 }
-WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob"}
+# Kinds that run pods: built-in workloads, and the operator's Prometheus and Alertmanager.
+WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "Prometheus", "Alertmanager"}
 ALB_CONTROLLER = "aws-load-balancer-controller"
 WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
 
@@ -304,12 +311,15 @@ def test_everything_on_the_cluster_waits_for_the_deployers_cluster_access(varian
 
 def test_every_system_container_has_requests_and_a_memory_limit(variant: str) -> None:
     for source, obj in workloads(variant):
-        if obj["metadata"].get("namespace") != "kube-system":
+        if obj["metadata"].get("namespace") not in ("kube-system", "monitoring"):
             continue
         pod = pod_spec(obj) or {}
-        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        # The operator's custom resources carry their main container's resources in the spec.
+        containers = [pod] if obj["kind"] in ("Prometheus", "Alertmanager") else [
+            *pod.get("initContainers", []), *pod["containers"]]
+        for container in containers:
             resources = container.get("resources") or {}
-            where = f"{source}: {obj['metadata']['name']}/{container['name']}"
+            where = f"{source}: {obj['metadata']['name']}/{container.get('name', obj['kind'])}"
             assert {"cpu", "memory"} <= set(resources.get("requests") or {}), f"{where} has no requests"
             assert "memory" in (resources.get("limits") or {}), f"{where} has no memory limit"
 

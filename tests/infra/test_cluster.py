@@ -39,7 +39,7 @@ def test_public_endpoint_follows_the_configured_cidrs() -> None:
 
 
 def test_control_plane_logs_have_the_configured_retention() -> None:
-    group = synthesized("prod").one("aws:cloudwatch/logGroup:LogGroup").inputs
+    group = synthesized("prod").one("aws:cloudwatch/logGroup:LogGroup", "cluster-control-plane").inputs
     assert group == {**group, "name": "/aws/eks/model-serving-prod/cluster", "retentionInDays": 365}
 
 

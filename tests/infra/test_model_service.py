@@ -18,6 +18,7 @@ def kind(synthesis: Synthesis, name: str) -> dict[str, Any]:
     (record,) = [r for r in synthesis.resources
                  if r.type.startswith("kubernetes:") and r.inputs.get("kind") == name
                  and r.inputs.get("metadata", {}).get("namespace", "model-serving") == "model-serving"
+                 and (name != "Namespace" or r.inputs["metadata"]["name"] == "model-serving")
                  and (name != "StorageClass")]
     return record.inputs
 

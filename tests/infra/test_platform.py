@@ -89,7 +89,8 @@ def test_autoscaler_policy_limits_writes_to_this_clusters_groups(stack_synthesis
 def test_pod_identity_binds_each_role_to_its_service_account(stack_synthesis: Synthesis) -> None:
     bound = {(a.inputs["namespace"], a.inputs["serviceAccount"])
              for a in stack_synthesis.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")}
-    assert bound == {("kube-system", "aws-load-balancer-controller"), ("kube-system", "cluster-autoscaler")}
+    assert bound == {("kube-system", "aws-load-balancer-controller"), ("kube-system", "cluster-autoscaler"),
+                     ("kube-system", "aws-for-fluent-bit"), ("monitoring", "alertmanager")}
     addon_accounts = {a.inputs["addonName"]: a.inputs["podIdentityAssociations"][0]["serviceAccount"]
                       for a in stack_synthesis.of_type("aws:eks/addon:Addon")
                       if a.inputs.get("podIdentityAssociations")}
@@ -117,7 +118,8 @@ def test_helm_charts_are_pinned(chart: str) -> None:
 
 def test_helm_chart_versions_are_the_checked_ones() -> None:
     assert {name: chart.version for name, chart in HELM_CHARTS.items()} == {
-        "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0", "metrics-server": "3.13.1"}
+        "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0", "metrics-server": "3.13.1",
+        "kube-prometheus-stack": "88.5.3", "dcgm-exporter": "4.8.2", "aws-for-fluent-bit": "0.2.0"}
 
 
 def test_ingress_controller_gets_cluster_region_and_vpc_explicitly(stack_synthesis: Synthesis) -> None:

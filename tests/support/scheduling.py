@@ -40,8 +40,11 @@ def pool_nodes(synthesis: Synthesis) -> list[Node]:
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The pod template's spec of a workload (Deployment, DaemonSet, StatefulSet, Job, CronJob)."""
+    """The pod template's spec of a workload (Deployment, DaemonSet, StatefulSet, Job, CronJob); for the
+    operator's Prometheus and Alertmanager, their spec, which carries the same scheduling fields."""
     spec = obj.get("spec") or {}
+    if obj.get("kind") in ("Prometheus", "Alertmanager"):
+        return spec
     template = spec.get("template") or ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
     return (template or {}).get("spec")
 

@@ -1,0 +1,116 @@
+"""The alert rules, as data: what the PrometheusRule object carries and what promtool tests.
+
+Each alert links to its section of docs/runbook.md (the kube-prometheus mixins' habit of a
+`runbook_url` on every alert). Thresholds that are a matter of taste are named here; the
+latency and queue-wait SLOs come from the stack's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infra.model_service import APP_NAME, NAMESPACE
+
+RUNBOOK = "https://github.com/model-serving/model-serving/blob/main/docs/runbook.md"
+MODEL = f'namespace="{NAMESPACE}"'
+INFERENCE = f'{MODEL},endpoint=~"infer|v1_predict"'
+# More than 1 % of requests answered with a 5xx over five minutes.
+ERROR_RATIO = 0.01
+# Requests in flight in one pod: beyond what its workers batch promptly, requests queue.
+SATURATION_INFLIGHT_PER_POD = 64
+# Longer than the cluster autoscaler gives a new node (max-node-provision-time 15m) plus margin.
+GPU_PENDING_FOR = "20m"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    duration: str
+    severity: str
+    summary: str
+    description: str
+
+    def rule(self) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.duration,
+            "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "description": self.description,
+                            "runbook_url": f"{RUNBOOK}#{self.name.lower()}"},
+        }
+
+
+def quantile(q: float, histogram: str, selector: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{{{selector}}}[5m])))"
+
+
+def model_alerts(latency_slo_s: float, queue_wait_slo_s: float) -> list[Alert]:
+    return [
+        Alert("ModelEndpointErrorRatioHigh",
+              f'sum(rate(model_server_requests_total{{{MODEL},status=~"5.."}}[5m]))'
+              f" / sum(rate(model_server_requests_total{{{MODEL}}}[5m])) > {ERROR_RATIO}",
+              "5m", "critical", "The model endpoint answers more than 1% of requests with a server error",
+              "{{ $value | humanizePercentage }} of requests got a 5xx over the last 5 minutes."),
+        Alert("ModelEndpointLatencyHigh", f"{quantile(0.99, 'model_server_request_duration_seconds', INFERENCE)}"
+              f" > {latency_slo_s:g}", "10m", "warning",
+              f"p99 inference latency is above the {latency_slo_s * 1000:g} ms objective",
+              "p99 latency is {{ $value | humanizeDuration }}."),
+        Alert("ModelQueueWaitHigh", f"{quantile(0.99, 'model_server_queue_wait_seconds', MODEL)}"
+              f" > {queue_wait_slo_s:g}", "10m", "warning",
+              f"Requests wait more than {queue_wait_slo_s * 1000:g} ms for their batch (p99)",
+              "p99 queue wait is {{ $value | humanizeDuration }}: the pods are busier than their batching absorbs."),
+        Alert("ModelEndpointSaturated",
+              f"max(sum by (pod) (model_server_inflight_requests{{{MODEL}}})) > {SATURATION_INFLIGHT_PER_POD}",
+              "10m", "warning", "A model pod holds more requests in flight than it can batch promptly",
+              "{{ $value }} requests in flight in the busiest pod."),
+        Alert("ModelNoReadyReplicas",
+              f'kube_deployment_status_replicas_available{{{MODEL},deployment="{APP_NAME}"}} < 1',
+              "2m", "critical", "No model pod is ready: the endpoint answers nothing",
+              "The Deployment has had no available replica for 2 minutes."),
+    ]
+
+
+def workload_alerts() -> list[Alert]:
+    return [
+        Alert("ModelPodCrashLooping",
+              f'max_over_time(kube_pod_container_status_waiting_reason{{{MODEL},reason="CrashLoopBackOff"}}[5m])'
+              " >= 1", "10m", "warning", "A model pod is crash-looping",
+              "Pod {{ $labels.pod }} keeps restarting."),
+        Alert("ModelPodOOMKilled",
+              f'(kube_pod_container_status_last_terminated_reason{{{MODEL},reason="OOMKilled"}} == 1)'
+              f" and on (namespace, pod, container)"
+              f" (increase(kube_pod_container_status_restarts_total{{{MODEL}}}[15m]) > 0)",
+              "0m", "warning", "A model pod ran out of memory", "Pod {{ $labels.pod }} was OOM-killed."),
+        Alert("ModelAutoscalerAtMaximum",
+              f"kube_horizontalpodautoscaler_status_current_replicas{{{MODEL}}}"
+              f" >= on (namespace, horizontalpodautoscaler) kube_horizontalpodautoscaler_spec_max_replicas{{{MODEL}}}",
+              "15m", "warning", "The model's autoscaler is pinned at maxReplicas",
+              "The HPA has run at its maximum for 15 minutes: demand may exceed the configured capacity."),
+    ]
+
+
+def platform_alerts() -> list[Alert]:
+    return [
+        Alert("GpuPodPendingTooLong",
+              '(sum by (namespace, pod) (kube_pod_status_phase{phase="Pending"}) > 0)'
+              ' and on (namespace, pod) (sum by (namespace, pod)'
+              ' (kube_pod_container_resource_requests{resource="nvidia_com_gpu"}) > 0)',
+              GPU_PENDING_FOR, "warning", "A pod asking for a GPU has been pending longer than a GPU node takes",
+              "Pod {{ $labels.namespace }}/{{ $labels.pod }} is still pending."),
+        Alert("NodeNotReady", 'kube_node_status_condition{condition="Ready",status="true"} == 0',
+              "10m", "warning", "A node is not ready", "Node {{ $labels.node }} has not been ready for 10 minutes."),
+        Alert("ClusterAutoscalerErrors", "sum(increase(cluster_autoscaler_errors_total[15m])) > 0",
+              "5m", "warning", "The cluster autoscaler reports errors",
+              "{{ $value }} autoscaler errors in 15 minutes: nodes may not be added or removed."),
+    ]
+
+
+def rule_groups(latency_slo_s: float, queue_wait_slo_s: float) -> list[dict[str, Any]]:
+    return [
+        {"name": "model-endpoint", "rules": [a.rule() for a in model_alerts(latency_slo_s, queue_wait_slo_s)]},
+        {"name": "model-workload", "rules": [a.rule() for a in workload_alerts()]},
+        {"name": "platform", "rules": [a.rule() for a in platform_alerts()]},
+    ]

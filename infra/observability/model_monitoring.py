@@ -1,0 +1,89 @@
+"""What Prometheus and Grafana know about this stack: the model server's PodMonitor, a
+ServiceMonitor for the cluster autoscaler, the alert rules (a PrometheusRule) and the
+model-serving dashboard (a ConfigMap the Grafana sidecar provisions). Created after the
+metrics stack: the custom resources need its CRDs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import model_service
+from infra.model_image import METRICS_PATH
+from infra.observability.alert_rules import rule_groups
+from infra.observability.alerting import MONITORING_NAMESPACE
+from infra.observability.dashboard import dashboard_json
+from infra.platform import helm
+from infra.settings import StackSettings
+
+MONITORING_API = "monitoring.coreos.com/v1"
+SCRAPE_INTERVAL = "15s"
+# The autoscaler chart's Service (release cluster-autoscaler): its labels and metrics port.
+AUTOSCALER_SERVICE_LABELS = {"app.kubernetes.io/instance": "cluster-autoscaler",
+                             "app.kubernetes.io/name": "aws-cluster-autoscaler"}
+AUTOSCALER_METRICS_PORT = "http"
+GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the chart's sidecar loads ConfigMaps with this label
+
+
+@dataclass(frozen=True)
+class ModelMonitoringArgs:
+    settings: StackSettings
+    wait_for: Sequence[pulumi.Resource] = ()
+
+
+def model_pod_monitor(settings: StackSettings) -> dict[str, object]:
+    return {
+        "apiVersion": MONITORING_API, "kind": "PodMonitor",
+        "metadata": {"name": model_service.APP_NAME, "namespace": model_service.NAMESPACE},
+        "spec": {
+            "selector": {"matchLabels": model_service.labels(settings)},
+            "podMetricsEndpoints": [{
+                "port": model_service.PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
+                # The server's own `endpoint` label (infer, ready...) must win over the target label
+                # the operator adds (the port name); the server sets no other target label.
+                "honorLabels": True,
+            }],
+        },
+    }
+
+
+def autoscaler_service_monitor() -> dict[str, object]:
+    return {
+        "apiVersion": MONITORING_API, "kind": "ServiceMonitor",
+        "metadata": {"name": "cluster-autoscaler", "namespace": helm.NAMESPACE},
+        "spec": {"selector": {"matchLabels": AUTOSCALER_SERVICE_LABELS},
+                 "endpoints": [{"port": AUTOSCALER_METRICS_PORT, "interval": SCRAPE_INTERVAL}]},
+    }
+
+
+def prometheus_rule(settings: StackSettings) -> dict[str, object]:
+    observability = settings.observability
+    return {
+        "apiVersion": MONITORING_API, "kind": "PrometheusRule",
+        "metadata": {"name": "model-serving", "namespace": MONITORING_NAMESPACE},
+        "spec": {"groups": rule_groups(observability.latency_slo_ms / 1000, observability.queue_wait_slo_ms / 1000)},
+    }
+
+
+class ModelMonitoring(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ModelMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("model-serving:observability:ModelMonitoring", name, None, opts)
+        settings = args.settings
+        after = pulumi.ResourceOptions(parent=self, depends_on=list(args.wait_for))
+        for suffix, manifest in (("pod-monitor", model_pod_monitor(settings)),
+                                 ("autoscaler-monitor", autoscaler_service_monitor()),
+                                 ("alert-rules", prometheus_rule(settings))):
+            metadata = manifest["metadata"]
+            k8s.apiextensions.CustomResource(
+                f"{name}-{suffix}", api_version=MONITORING_API, kind=str(manifest["kind"]),
+                metadata=metadata, spec=manifest["spec"], opts=after)  # type: ignore[arg-type]
+        k8s.core.v1.ConfigMap(
+            f"{name}-dashboard",
+            metadata={"name": "model-serving-dashboard", "namespace": MONITORING_NAMESPACE,
+                      "labels": {GRAFANA_DASHBOARD_LABEL: "1"}},
+            data={"model-serving.json": dashboard_json(with_gpu=settings.has_gpu_pool)},
+            opts=after)
+        self.register_outputs({})
