@@ -117,7 +117,11 @@ class _ManifestLoader(yaml.CSafeLoader):
     Prometheus rules in charts use it)."""
 
 
-_ManifestLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+def _value_as_string(loader: yaml.CSafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:value", _value_as_string)
 
 
 def _documents(text: str) -> Iterator[dict[str, Any]]:
