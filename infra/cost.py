@@ -145,7 +145,36 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
         ranged("Control-plane log ingestion", "controlPlaneLogGbPerMonth", prices["cloudwatchLogsIngestGb"],
                "{low}..{high} GB x $" + str(prices["cloudwatchLogsIngestGb"]) + "/GB ingested")
     front_door(synthesis, items, ranged)
+    observability(synthesis, items, prices, ranged)
     return CostEstimate(region, table["date"], table["currency"], items)
+
+
+def observability(synthesis: Synthesis, items: list[LineItem], prices: dict[str, Any], ranged: Any) -> None:
+    """Prometheus's volume, container logs in CloudWatch, access logs in S3 (SNS email: negligible)."""
+    shared = price_table()["global"]
+    for chart in synthesis.of_type("kubernetes:helm.sh/v4:Chart"):
+        storage = chart.get("values", "prometheus", "prometheusSpec", "storageSpec", "volumeClaimTemplate", "spec",
+                            "resources", "requests", "storage")
+        if isinstance(storage, str):
+            gib = float(storage.removesuffix("Gi"))
+            monthly = gib * prices["ebsGp3GbMonth"]
+            items.append(LineItem("EBS: Prometheus volume (gp3)", monthly, monthly,
+                                  f"{gib:g} GB x ${prices['ebsGp3GbMonth']}/GB-month"))
+    for group in synthesis.of_type("aws:cloudwatch/logGroup:LogGroup"):
+        if group.name != "logs-containers":
+            continue
+        ranged("Container log ingestion", "containerLogGbPerMonth", prices["cloudwatchLogsIngestGb"],
+               "{low}..{high} GB x $" + str(prices["cloudwatchLogsIngestGb"]) + "/GB ingested")
+        days = group.inputs["retentionInDays"]
+        ranged("Container log storage", "containerLogGbPerMonth",
+               shared["cloudwatchLogsStorageGbMonth"] * days / 30,
+               "{low}..{high} GB a month kept " + f"{days} days" + " x $"
+               + str(shared["cloudwatchLogsStorageGbMonth"]) + "/GB-month")
+    if synthesis.of_type("aws:s3/bucket:Bucket"):
+        ranged("S3: load balancer access logs", "accessLogGbStored", shared["s3StandardGbMonth"],
+               "{low}..{high} GB x $" + str(shared["s3StandardGbMonth"]) + "/GB-month")
+    if synthesis.of_type("aws:sns/topic:Topic"):
+        items.append(LineItem("SNS alert emails", 0, 0, "first 1,000 emails a month free; then $2 per 100,000"))
 
 
 def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Any) -> None:

@@ -219,6 +219,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["nodeGroupName"] = inputs.get("nodeGroupName") or name
         elif args.typ == "aws:eks/accessEntry:AccessEntry":
             outputs["principalArn"] = inputs["principalArn"]
+        elif args.typ == "aws:cloudwatch/logGroup:LogGroup":
+            outputs["arn"] = f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{name}"
+        elif args.typ == "aws:sns/topic:Topic":
+            outputs["arn"] = f"arn:aws:sns:{self.region}:{ACCOUNT_ID}:{name}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "mock-password-" + resource_id[-12:]
         elif args.typ == "aws:s3/bucket:Bucket":

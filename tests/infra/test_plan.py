@@ -208,3 +208,18 @@ def test_an_internal_load_balancer_has_no_public_addresses() -> None:
                                                    "scheme": "internal"}})
     items = {item.item: item for item in estimate(internal).items}
     assert items["Public IPv4 addresses"].basis.startswith("1 NAT + 0 load balancer addresses")
+
+
+def test_observability_costs_are_itemised_and_leave_with_it() -> None:
+    prices = price_table()
+    items = {item.item: item for item in estimate(synthesized("prod")).items}
+    assert items["EBS: Prometheus volume (gp3)"].minimum == pytest.approx(
+        100 * prices["regions"]["eu-west-1"]["ebsGp3GbMonth"])
+    assert items["Container log ingestion"].maximum == pytest.approx(
+        50 * prices["regions"]["eu-west-1"]["cloudwatchLogsIngestGb"])
+    assert "90 days" in items["Container log storage"].basis
+    assert items["S3: load balancer access logs"].maximum == pytest.approx(50 * prices["global"]["s3StandardGbMonth"])
+    assert items["SNS alert emails"].maximum == 0
+    off = synthesize("dev", {"observability": {"enabled": False}})
+    assert not {"EBS: Prometheus volume (gp3)", "Container log ingestion", "S3: load balancer access logs"} & {
+        item.item for item in estimate(off).items}
