@@ -53,19 +53,19 @@ def model_alerts(latency_slo_s: float, queue_wait_slo_s: float) -> list[Alert]:
               f'sum(rate(model_server_requests_total{{{MODEL},status=~"5.."}}[5m]))'
               f" / sum(rate(model_server_requests_total{{{MODEL}}}[5m])) > {ERROR_RATIO}",
               "5m", "critical", "The model endpoint answers more than 1% of requests with a server error",
-              "{{ $value | humanizePercentage }} of requests got a 5xx over the last 5 minutes."),
+              "Server errors are above 1% of requests over the last 5 minutes; see the Errors panel."),
         Alert("ModelEndpointLatencyHigh", f"{quantile(0.99, 'model_server_request_duration_seconds', INFERENCE)}"
               f" > {latency_slo_s:g}", "10m", "warning",
               f"p99 inference latency is above the {latency_slo_s * 1000:g} ms objective",
-              "p99 latency is {{ $value | humanizeDuration }}."),
+              "Inference is slower than its objective for 10 minutes; see the Inference latency panel."),
         Alert("ModelQueueWaitHigh", f"{quantile(0.99, 'model_server_queue_wait_seconds', MODEL)}"
               f" > {queue_wait_slo_s:g}", "10m", "warning",
               f"Requests wait more than {queue_wait_slo_s * 1000:g} ms for their batch (p99)",
-              "p99 queue wait is {{ $value | humanizeDuration }}: the pods are busier than their batching absorbs."),
+              "The pods are busier than their batching absorbs; see the Queue wait panel."),
         Alert("ModelEndpointSaturated",
               f"max(sum by (pod) (model_server_inflight_requests{{{MODEL}}})) > {SATURATION_INFLIGHT_PER_POD}",
               "10m", "warning", "A model pod holds more requests in flight than it can batch promptly",
-              "{{ $value }} requests in flight in the busiest pod."),
+              "Clients send faster than a pod answers; see Requests in flight per pod."),
         Alert("ModelNoReadyReplicas",
               f'kube_deployment_status_replicas_available{{{MODEL},deployment="{APP_NAME}"}} < 1',
               "2m", "critical", "No model pod is ready: the endpoint answers nothing",
@@ -104,7 +104,7 @@ def platform_alerts() -> list[Alert]:
               "10m", "warning", "A node is not ready", "Node {{ $labels.node }} has not been ready for 10 minutes."),
         Alert("ClusterAutoscalerErrors", "sum(increase(cluster_autoscaler_errors_total[15m])) > 0",
               "5m", "warning", "The cluster autoscaler reports errors",
-              "{{ $value }} autoscaler errors in 15 minutes: nodes may not be added or removed."),
+              "Nodes may not be added or removed; see the autoscaler's log."),
     ]
 
 

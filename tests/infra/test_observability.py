@@ -248,3 +248,31 @@ def test_the_load_balancer_log_delivery_may_write_under_the_prefix_only(stack_sy
         "alb.ingress.kubernetes.io/load-balancer-attributes"]
     bucket = stack_synthesis.one("aws:s3/bucket:Bucket").inputs["bucket"]
     assert f"access_logs.s3.enabled=true,access_logs.s3.bucket={bucket},access_logs.s3.prefix=alb" in attributes
+
+
+def test_the_dashboard_is_grafana_json_with_the_panels_operators_need(stack_synthesis: Synthesis) -> None:
+    config_map = stack_synthesis.one("kubernetes:core/v1:ConfigMap").inputs
+    dashboard = json.loads(config_map["data"]["model-serving.json"])
+    assert dashboard["uid"] == "model-serving" and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    cells = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in panels]
+    assert len(set(cells)) == len(cells)  # no two panels on the same spot
+    for panel in panels:
+        assert panel["type"] == "timeseries" and panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+        assert panel["targets"] and len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
+    titles = " / ".join(panel["title"] for panel in panels)
+    for needed in ("Requests per second", "Errors", "latency", "Queue wait", "Rows per predict call",
+                   "in flight", "Replicas", "CPU per pod", "Memory per pod", "GPU utilisation", "GPU memory"):
+        assert needed in titles, needed
+    # The data source the panels name is the one the chart provisions.
+    chart = rendered_chart(stack_synthesis.stack, "kube-prometheus-stack")
+    datasources = [c for c in chart.of_kind("ConfigMap") if "datasource.yaml" in (c.get("data") or {})]
+    assert datasources and "uid: prometheus" in datasources[0]["data"]["datasource.yaml"]
+
+
+def test_gpu_panels_only_with_a_gpu_pool() -> None:
+    cpu_only = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2,
+                                                        "maxSize": 3}}})
+    dashboard = json.loads(cpu_only.one("kubernetes:core/v1:ConfigMap").inputs["data"]["model-serving.json"])
+    assert not [panel for panel in dashboard["panels"] if "GPU" in panel["title"]]
