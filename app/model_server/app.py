@@ -6,10 +6,12 @@ anything unexpected is a 500 that names no internals beyond the exception type.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import numpy as np
@@ -38,12 +40,40 @@ ACCEPTED_MEDIA_TYPES = {JSON, BINARY, "application/x-www-form-urlencoded"}
 EXTENSIONS = ["binary_tensor_data"]
 
 
-def error_body(status: int, message: str) -> bytes:
+def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-# A route: endpoint name (for metrics and logs), allowed methods, handler, model version in the URL.
-Route = tuple[str, tuple[str, ...], Callable[[Request, Connection, str | None], None], str | None]
+@dataclass(frozen=True)
+class Route:
+    """An endpoint: its name (for metrics and logs), URL pattern, allowed methods and handler method.
+    A pattern's `model` and `version` groups name the model the URL asks for."""
+
+    endpoint: str
+    pattern: re.Pattern[str]
+    methods: tuple[str, ...]
+    handler: str
+
+
+def route(endpoint: str, pattern: str, method: str, handler: str) -> Route:
+    return Route(endpoint, re.compile(pattern), (method,), handler)
+
+
+V2_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+ROUTES = (
+    route("live", r"/v2/health/live", "GET", "_live"),
+    route("ready", r"/v2/health/ready", "GET", "_ready"),
+    route("server_metadata", r"/v2", "GET", "_server_meta"),
+    route("metrics", r"/metrics", "GET", "_metrics"),
+    route("model_metadata", V2_MODEL, "GET", "_model_meta"),
+    route("model_ready", V2_MODEL + r"/ready", "GET", "_ready"),
+    route("infer", V2_MODEL + r"/infer", "POST", "_infer"),
+    route("v1_predict", r"/v1/models/(?P<model>[^/]+):predict", "POST", "_v1_predict"),
+    route("v1_model", r"/v1/models/(?P<model>[^/:]+)", "GET", "_v1_model"),
+)
+# A path under a model that matches no route still names the model: say when that model is not served.
+MODEL_PATH = re.compile(r"/v[12]/models/(?P<model>[^/:]+)(?::predict)?(?:/versions/(?P<version>[^/]+))?(?:/.*)?")
+Handler = Callable[[Request, Connection], None]
 
 
 class ModelApp:
@@ -74,45 +104,32 @@ class ModelApp:
             path = request.path
             if path == self._infer_path and request.method == "POST":  # the hot path skips routing
                 endpoint = "infer"
-                self._infer(request, connection, None)
+                self._infer(request, connection)
                 return
-            endpoint, methods, handler, version = self._route(path)
-            if request.method not in methods:
-                raise MethodNotAllowed(f"{request.method} is not allowed on {path}; use {' or '.join(methods)}",
-                                       methods)
-            handler(request, connection, version)
+            found, handler = self._route(path)
+            endpoint = found.endpoint
+            if request.method not in found.methods:
+                raise MethodNotAllowed(f"{request.method} is not allowed on {path}; use {' or '.join(found.methods)}",
+                                       found.methods)
+            handler(request, connection)
         except ServerError as error:
             self._error(request, connection, error, endpoint)
         except Exception:
             self._internal_error(request, connection, endpoint)
 
-    def _route(self, path: str) -> Route:
-        parts = [unquote(part) for part in path.strip("/").split("/")]
-        if parts == ["v2", "health", "live"]:
-            return "live", ("GET",), self._live, None
-        if parts == ["v2", "health", "ready"]:
-            return "ready", ("GET",), self._ready, None
-        if parts == ["v2"]:
-            return "server_metadata", ("GET",), self._server_meta, None
-        if parts == ["metrics"]:
-            return "metrics", ("GET",), self._metrics, None
-        if len(parts) >= 3 and parts[:2] == ["v2", "models"]:
-            rest, version = parts[3:], None
-            if len(rest) >= 2 and rest[0] == "versions":
-                version, rest = rest[1], rest[2:]
-            self._check_model(parts[2], version)
-            if rest == []:
-                return "model_metadata", ("GET",), self._model_meta, version
-            if rest == ["ready"]:
-                return "model_ready", ("GET",), self._ready, version
-            if rest == ["infer"]:
-                return "infer", ("POST",), self._infer, version
-        if len(parts) == 3 and parts[:2] == ["v1", "models"]:
-            name, predict = parts[2].removesuffix(":predict"), parts[2].endswith(":predict")
-            self._check_model(name, None)
-            if predict:
-                return "v1_predict", ("POST",), self._v1_predict, None
-            return "v1_model", ("GET",), self._v1_model, None
+    def _route(self, path: str) -> tuple[Route, Handler]:
+        normalized = "/" + "/".join(unquote(part) for part in path.strip("/").split("/"))
+        for candidate in ROUTES:
+            match = candidate.pattern.fullmatch(normalized)
+            if match:
+                groups = match.groupdict()
+                if "model" in groups:
+                    self._check_model(groups["model"], groups.get("version"))
+                handler: Handler = getattr(self, candidate.handler)
+                return candidate, handler
+        named = MODEL_PATH.fullmatch(normalized)
+        if named:
+            self._check_model(named["model"], named["version"])
         raise NotFound(f"no endpoint at {path}; see /v2 for this server and /v2/models/{self.model.name}")
 
     def _check_model(self, name: str, version: str | None) -> None:
@@ -123,70 +140,66 @@ class ModelApp:
 
     # -- handlers ------------------------------------------------------------------
 
-    def _live(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _live(self, request: Request, connection: Connection) -> None:
         self._finish(request, connection, "live", 200, b'{"live":true}')
 
-    def _ready(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _ready(self, request: Request, connection: Connection) -> None:
         if not self.state.ready:
             raise NotReady("shutting down" if self.state.draining else "the model is not loaded yet")
         self._finish(request, connection, "ready", 200, b'{"ready":true}')
 
-    def _server_meta(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _server_meta(self, request: Request, connection: Connection) -> None:
         self._finish(request, connection, "server_metadata", 200, self._server_metadata)
 
-    def _model_meta(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _model_meta(self, request: Request, connection: Connection) -> None:
         self._finish(request, connection, "model_metadata", 200, self._metadata)
 
-    def _v1_model(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _v1_model(self, request: Request, connection: Connection) -> None:
         body = orjson.dumps({"name": self.model.name, "ready": self.state.ready})
         self._finish(request, connection, "v1_model", 200, body)
 
-    def _metrics(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _metrics(self, request: Request, connection: Connection) -> None:
         self._finish(request, connection, "metrics", 200, self.metrics.render(), METRICS_CONTENT_TYPE)
 
-    def _infer(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _infer(self, request: Request, connection: Connection) -> None:
         self._check_body_type(request)
         header_length = request.headers.get(protocol.BINARY_HEADER)
         if header_length is not None and not header_length.isdigit():
             raise BadRequest(f"Inference-Header-Content-Length: expected a byte count, got {header_length!r}")
         decoded = protocol.decode_v2(self.model, request.body, int(header_length) if header_length else None)
-        future = self.batcher.submit(decoded.rows, frozenset(decoded.outputs))
-        self.metrics.inflight.inc()
 
-        def done(_: object) -> None:
-            self.metrics.inflight.dec()
-            try:
-                results = future.result()
-                body, header_size = protocol.encode_v2(self.model, decoded, results)
-                self._log_prediction(decoded.id, decoded.rows, results)
-                if header_size is None:
-                    self._finish(request, connection, "infer", 200, body)
-                else:
-                    self._finish(request, connection, "infer", 200, body, BINARY,
-                                 {protocol.BINARY_HEADER: str(header_size)})
-            except ServerError as error:
-                self._error(request, connection, error, "infer")
-            except Exception:
-                self._internal_error(request, connection, "infer")
+        def answer(results: dict[str, np.ndarray]) -> tuple[bytes, str, dict[str, str] | None]:
+            body, header_size = protocol.encode_v2(self.model, decoded, results)
+            if header_size is None:
+                return body, JSON, None
+            return body, BINARY, {protocol.BINARY_HEADER: str(header_size)}
 
-        future.add_done_callback(done)
+        self._predict(request, connection, "infer", decoded.id, decoded.rows, frozenset(decoded.outputs), answer)
 
-    def _v1_predict(self, request: Request, connection: Connection, _: str | None) -> None:
+    def _v1_predict(self, request: Request, connection: Connection) -> None:
         self._check_body_type(request)
         rows = protocol.decode_v1(self.model, request.body)
-        future = self.batcher.submit(rows, frozenset({"predict"}))
+        self._predict(request, connection, "v1_predict", None, rows, frozenset({"predict"}),
+                      lambda results: (protocol.encode_v1(results["predict"]), JSON, None))
+
+    def _predict(self, request: Request, connection: Connection, endpoint: str, request_id: str | None,
+                 rows: np.ndarray, outputs: frozenset[str],
+                 answer: Callable[[dict[str, np.ndarray]], tuple[bytes, str, dict[str, str] | None]]) -> None:
+        """Queue the rows for a batch; when it is done, log a sample and answer with `answer`'s encoding."""
+        future = self.batcher.submit(rows, outputs)
         self.metrics.inflight.inc()
 
         def done(_: object) -> None:
             self.metrics.inflight.dec()
             try:
                 results = future.result()
-                self._log_prediction(None, rows, results)
-                self._finish(request, connection, "v1_predict", 200, protocol.encode_v1(results["predict"]))
+                body, content_type, headers = answer(results)
+                self._log_prediction(request_id, rows, results)
+                self._finish(request, connection, endpoint, 200, body, content_type, headers)
             except ServerError as error:
-                self._error(request, connection, error, "v1_predict")
+                self._error(request, connection, error, endpoint)
             except Exception:
-                self._internal_error(request, connection, "v1_predict")
+                self._internal_error(request, connection, endpoint)
 
         future.add_done_callback(done)
 
@@ -208,14 +221,14 @@ class ModelApp:
 
     def _error(self, request: Request, connection: Connection, error: ServerError, endpoint: str) -> None:
         headers = {"allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else None
-        self._finish(request, connection, endpoint, error.status, error_body(error.status, error.message),
+        self._finish(request, connection, endpoint, error.status, error_body(error.message),
                      JSON, headers)
 
     def _internal_error(self, request: Request, connection: Connection, endpoint: str) -> None:
         traceback.print_exc(file=sys.stderr)
         kind = sys.exc_info()[0]
         message = f"internal error ({kind.__name__ if kind else 'unknown'}); see the server log"
-        self._finish(request, connection, endpoint, 500, error_body(500, message))
+        self._finish(request, connection, endpoint, 500, error_body(message))
 
     def _finish(self, request: Request, connection: Connection, endpoint: str, status: int, body: bytes,
                 content_type: str = JSON, headers: dict[str, str] | None = None) -> None:

@@ -12,11 +12,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from model_server.errors import BadRequest, ServerError
-from model_server.model import Model
+
+
+class Predictor(Protocol):
+    """What the batcher needs of a model (model.Model is one)."""
+
+    name: str
+
+    def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]: ...
 
 
 @dataclass
@@ -32,7 +40,7 @@ BatchObserver = Callable[[int, list[float]], None]
 
 
 class Batcher:
-    def __init__(self, model: Model, max_batch_size: int, max_wait_s: float, observe: BatchObserver,
+    def __init__(self, model: Predictor, max_batch_size: int, max_wait_s: float, observe: BatchObserver,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
@@ -77,6 +85,16 @@ class Batcher:
             self._reschedule(self.loop.call_soon(self._flush))
         if not batch:
             return
+        try:
+            self._run(batch)
+        except Exception as error:
+            # Whatever failed outside the model (metrics, splitting its results), no caller may
+            # wait forever: every request still waiting gets an answer.
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(ServerError(f"model '{self.model.name}' failed: {type(error).__name__}"))
+
+    def _run(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         self.observe(sum(len(item.rows) for item in batch), [started - item.enqueued for item in batch])
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])

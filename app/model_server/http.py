@@ -90,7 +90,7 @@ def render_response(status: int, body: bytes, content_type: str, headers: dict[s
 class Connection(asyncio.Protocol):
     """One client connection. Requests on it are answered strictly in order."""
 
-    def __init__(self, state: ServerState, handler: Handler, error_body: Callable[[int, str], bytes]) -> None:
+    def __init__(self, state: ServerState, handler: Handler, error_body: Callable[[str], bytes]) -> None:
         self.state = state
         self.handler = handler
         self.error_body = error_body
@@ -325,7 +325,7 @@ class Connection(asyncio.Protocol):
             return
         self.refused = True
         self._continue_owed = False
-        answer = render_response(status, self.error_body(status, message), "application/json", None,
+        answer = render_response(status, self.error_body(message), "application/json", None,
                                  keep_alive=False)
         if self.busy or self.queue:
             self._refusal = answer

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from model_server.batching import Batcher
-from model_server.errors import BadRequest
+from model_server.errors import BadRequest, ServerError
 from tests.app.conftest import start_server
 
 
@@ -38,7 +38,7 @@ def run_batcher(requests: list[tuple[np.ndarray, frozenset[str]]], max_batch: in
 
     async def scenario() -> list[Any]:
         batcher = Batcher(model, max_batch, wait_s, lambda rows, waits: observed.append((rows, waits)),
-                          asyncio.get_running_loop())  # type: ignore[arg-type]
+                          asyncio.get_running_loop())
         futures = [batcher.submit(rows, outputs) for rows, outputs in requests]
         return await asyncio.gather(*futures, return_exceptions=True)
 
@@ -82,12 +82,49 @@ def test_a_bad_request_fails_alone() -> None:
     assert model.calls[0] == 3  # tried together first
 
 
+def test_a_failure_outside_the_model_still_answers_every_caller() -> None:
+    """A failing batch observer (metrics) or results the model returns without an asked-for output
+    must not leave requests waiting forever."""
+
+    def failing_observer(rows: int, waits: list[float]) -> None:
+        raise RuntimeError("metrics backend down")
+
+    async def scenario(observe: Any, model: RecordingModel) -> list[Any]:
+        batcher = Batcher(model, 8, 0.0, observe, asyncio.get_running_loop())
+        futures = [batcher.submit(rows_of(i), frozenset({"predict"})) for i in range(3)]
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout=5)
+
+    results = asyncio.run(scenario(failing_observer, RecordingModel()))
+    assert all(isinstance(r, ServerError) and "failed: RuntimeError" in r.message for r in results)
+
+    class ForgetfulModel(RecordingModel):
+        def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+            return {}  # none of the outputs asked for
+
+    results = asyncio.run(scenario(lambda rows, waits: None, ForgetfulModel()))
+    assert all(isinstance(r, ServerError) and "failed: KeyError" in r.message for r in results)
+
+
+def test_a_full_batch_flushes_at_once_even_with_a_wait_window() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> list[Any]:
+        # An hour's window: were the full batch to wait for it, wait_for would time out.
+        batcher = Batcher(model, 4, 3600.0, lambda rows, waits: None, asyncio.get_running_loop())
+        return await asyncio.wait_for(asyncio.gather(
+            *[batcher.submit(rows_of(i), frozenset({"predict"})) for i in range(4)]), timeout=5)
+
+    results = asyncio.run(scenario())
+    assert model.calls == [4]
+    assert [r["predict"].tolist() for r in results] == [[0], [1], [2], [3]]
+
+
 def test_waiting_gathers_requests_submitted_later() -> None:
     model = RecordingModel()
 
     async def scenario() -> list[Any]:
         loop = asyncio.get_running_loop()
-        batcher = Batcher(model, 64, 0.05, lambda rows, waits: None, loop)  # type: ignore[arg-type]
+        batcher = Batcher(model, 64, 0.05, lambda rows, waits: None, loop)
         first = batcher.submit(rows_of(1), frozenset({"predict"}))
         await asyncio.sleep(0.01)
         second = batcher.submit(rows_of(2), frozenset({"predict"}))
