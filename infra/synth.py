@@ -386,6 +386,9 @@ def synthesize(stack: str, overrides: Mapping[str, Any] | None = None,
         asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = RecordingMocks(region=config.get(f"{project}:region", "us-east-1"))
     monitor = RecordingMonitor(mocks, synthesis)
+    # A fresh root stack: set_mocks keeps the previous one, and with it the exports of a previous
+    # synthesis in this process (found when a stack without some outputs showed them anyway).
+    pulumi.runtime.reset_options(project=project, stack=stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
 

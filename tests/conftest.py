@@ -1,16 +1,11 @@
+"""Fixtures shared by every test folder; helpers are in tests/support/."""
+
 from __future__ import annotations
 
 import pytest
 
 from infra.synth import Synthesis
-from tests.support.stacks import STACKS, synthesized_variant
-
-__all__ = ["STACKS", "synthesized"]
-
-
-def synthesized(stack: str) -> Synthesis:
-    """Each committed stack, synthesized once per test session (the program is deterministic)."""
-    return synthesized_variant(stack)
+from tests.support.stacks import STACKS, synthesized
 
 
 @pytest.fixture(params=STACKS)

@@ -96,6 +96,8 @@ def load_settings(raw_config: Mapping[str, str], *, project: str, stack: str,
     """Validate a stack's whole config; raise StackConfigError listing every problem."""
     declarations = declared_keys(project_file)
     values, problems = decode_config(raw_config, project, declarations)
+    # A key whose value could not be decoded is reported once, as such, not again as missing.
+    undecodable = {found.path for found in problems}
 
     parsed: dict[str, Any] = {}
     for name, field in StackSettings.model_fields.items():
@@ -103,8 +105,9 @@ def load_settings(raw_config: Mapping[str, str], *, project: str, stack: str,
             continue
         key = field.alias or name
         if key not in values:
-            problems.append(problem("is required (declared in Pulumi.yaml without a default)",
-                                    set_command(key, "<value>"), key))
+            if key not in undecodable:
+                problems.append(problem("is required (declared in Pulumi.yaml without a default)",
+                                        set_command(key, "<value>"), key))
             continue
         annotation: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
         adapter: TypeAdapter[Any] = TypeAdapter(annotation)

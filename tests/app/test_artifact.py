@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.app.conftest import APP_DIR
+from tests.support.server import APP_DIR
 
 
 def test_training_is_deterministic_and_reproduces_the_committed_artifact(tmp_path: Path) -> None:

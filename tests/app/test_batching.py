@@ -13,7 +13,7 @@ import pytest
 
 from model_server.batching import Batcher
 from model_server.errors import BadRequest, ServerError
-from tests.app.conftest import start_server
+from tests.support.server import start_server
 
 
 class RecordingModel:

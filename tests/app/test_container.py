@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import APP_DIR
-from tests.app.shutdown import terminate_under_load
+from tests.support.server import APP_DIR
+from tests.support.shutdown import terminate_under_load
 
 BASE_IMAGE = "model-serving-test/bookworm-python:offline"
 IMAGE = "model-serving-test/model-server:test"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.app.conftest import APP_DIR
+from tests.support.server import APP_DIR
 
 DOCKERFILE = (APP_DIR / "Dockerfile").read_text()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import Server, start_server
+from tests.support.server import Server, start_server
 
 INFER = b"/v2/models/iris/infer"
 BODY = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}'

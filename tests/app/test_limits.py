@@ -7,7 +7,7 @@ import random
 import socket
 import time
 
-from tests.app.conftest import Server
+from tests.support.server import Server
 
 
 def raw_exchange(server: Server, payload: bytes, timeout: float = 5) -> bytes:

@@ -16,7 +16,7 @@ import skops.io
 from model_server.errors import ModelLoadError
 from model_server.model import load_model
 from model_server.settings import ServerSettings
-from tests.app.conftest import start_server, write_model
+from tests.support.server import start_server, write_model
 from train import train
 
 

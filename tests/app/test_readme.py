@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from model_server.settings import ServerSettings
-from tests.app.conftest import APP_DIR
+from tests.support.server import APP_DIR
 
 README = (APP_DIR.parent / "README.md").read_text()
 

@@ -4,8 +4,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.app.conftest import start_server
-from tests.app.shutdown import terminate_under_load
+from tests.support.server import start_server
+from tests.support.shutdown import terminate_under_load
 
 
 def test_sigterm_under_load_loses_no_request(tmp_path: Path) -> None:

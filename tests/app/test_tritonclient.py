@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from tests.app.conftest import Server
+from tests.support.server import Server
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.smoke import main
-from tests.app.conftest import Server, free_port, start_server
+from tests.support.server import Server, free_port, start_server
 
 
 @pytest.fixture(scope="module")

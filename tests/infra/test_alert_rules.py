@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.observability.alert_rules import model_alerts, platform_alerts, rule_groups, workload_alerts
 from infra.observability.dashboard import PANELS, RATE
 from infra.synth import Synthesis
-from tests.app.conftest import Server, free_port, start_server, write_model
-from tests.conftest import synthesized
 from tests.support.prometheus import binary, check_expressions, promtool, write_rules
+from tests.support.server import Server, free_port, start_server, write_model
+from tests.support.stacks import synthesized
 
 DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S = 0.25, 0.05
 # Labels a PodMonitor's target carries besides the server's own (the operator adds them).
@@ -341,7 +341,7 @@ def write_faulty_model(directory: Path) -> tuple[Path, str]:
 
 
 def app_dir() -> str:
-    from tests.app.conftest import APP_DIR
+    from tests.support.server import APP_DIR
 
     return str(APP_DIR)
 

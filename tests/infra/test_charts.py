@@ -284,7 +284,7 @@ def test_everything_the_controllers_webhooks_see_waits_for_its_release(variant: 
     namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"].get("labels", {})
                   for r in synthesis.of_type("kubernetes:core/v1:Namespace")}
     creators: list[tuple[ResourceRecord, dict[str, Any]]] = [
-        (chart.record, obj) for chart in rendered_charts(variant) if chart is not controller
+        (chart.record, obj) for chart in rendered_charts(variant) if chart.record.name != ALB_CONTROLLER
         for obj in chart.objects]
     creators += [(record, record.inputs) for record in declared_objects(synthesis)]
     checked = 0

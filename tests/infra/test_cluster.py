@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from infra.synth import Synthesis, synthesize
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 CLUSTER = "aws:eks/cluster:Cluster"
 

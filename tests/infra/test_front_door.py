@@ -9,7 +9,7 @@ import pytest
 
 from infra.settings import StackConfigError
 from infra.synth import Synthesis, synthesize
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 PROD_SIZES = {"replicas": 3, "minReplicas": 3, "maxReplicas": 12}

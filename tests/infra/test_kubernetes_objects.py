@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from infra.synth import SECRET, ResourceRecord, Synthesis, synthesize
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 KINDS = {"Deployment", "DaemonSet", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",
          "NetworkPolicy", "Secret", "ConfigMap",

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from infra.synth import Synthesis
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 SUBNET = "aws:ec2/subnet:Subnet"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from infra.synth import Synthesis, synthesize
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

@@ -14,9 +14,9 @@ import yaml
 from infra.observability.alert_rules import RUNBOOK
 from infra.settings import PROJECT_DIR
 from infra.synth import Synthesis, synthesize
-from tests.conftest import synthesized
 from tests.support.charts import rendered_chart
 from tests.support.scheduling import pod_spec, pool_nodes, pools_for, selector_matches
+from tests.support.stacks import synthesized
 
 MONITORING = "monitoring"
 CUSTOM = "kubernetes:monitoring.coreos.com/v1"

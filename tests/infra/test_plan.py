@@ -15,7 +15,7 @@ from infra.cost import PriceError, estimate, price_table
 from infra.plan import diff, diff_text, show
 from infra.settings import PROJECT_DIR
 from infra.synth import synthesize
-from tests.conftest import STACKS, synthesized
+from tests.support.stacks import STACKS, synthesized
 
 
 def plan(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from infra.synth import Synthesis
 from infra.versions import HELM_CHARTS
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 # AWS's published policy for the controller release the chart runs (../shared/reference, or upstream).
 REFERENCE_POLICY_URL = ("https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v3.5.0/"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from infra.synth import Synthesis
-from tests.conftest import synthesized
+from tests.support.stacks import synthesized
 
 
 def test_repository_is_immutable_and_encrypted(stack_synthesis: Synthesis) -> None:

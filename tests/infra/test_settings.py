@@ -329,3 +329,38 @@ def test_a_cross_check_reading_an_undeclared_setting_fails_loudly(monkeypatch: p
     monkeypatch.setattr("infra.settings.loading.CROSS_CHECKS", checks.CROSS_CHECKS)
     with pytest.raises(AttributeError, match="environment"):
         load()
+
+
+def test_a_malformed_value_is_reported_once_and_the_keys_after_it_still_decode() -> None:
+    raw, _ = stack_config("dev")
+    raw["model-serving:nodePools"] = '{"cpu": {'
+    raw["model-serving:modelService"] = '{"replicas": 1, "minReplicas": 3, "maxReplicas": 2}'
+    with pytest.raises(StackConfigError) as caught:
+        load_settings(raw, project="model-serving", stack="dev")
+    found = {p.path: p.message for p in caught.value.problems}
+    assert found["nodePools"].startswith("is not valid structured config")
+    assert "is required" not in found["nodePools"]
+    assert "modelService.minReplicas" in found  # decoded and checked despite the broken key before it
+
+
+def test_a_cpu_pool_of_one_node_can_carry_the_system_pods() -> None:
+    settings = load(nodePools=pools(cpu={"minSize": 1, "maxSize": 1}))
+    assert settings.system_pool == "cpu"
+
+
+@pytest.mark.parametrize(("pool", "service"), [
+    ({"minSize": 3, "maxSize": 3, "desiredSize": 3}, {}),
+    ({}, {"replicas": 4, "minReplicas": 4, "maxReplicas": 4}),
+    ({}, {"cpuRequest": "1", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "1Gi"}),
+])
+def test_bounds_that_meet_are_accepted(pool: dict[str, Any], service: dict[str, Any]) -> None:
+    settings = load(nodePools=pools(cpu=pool), **service_with(service))
+    assert settings.node_pools["cpu"].min_size <= settings.node_pools["cpu"].max_size
+
+
+def service_with(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"modelService": {"replicas": 2, "minReplicas": 2, "maxReplicas": 4, **fields}} if fields else {}
+
+
+def test_exactly_two_listed_zones_are_enough() -> None:
+    assert load(availabilityZones=["us-east-1a", "us-east-1b"]).zone_count == 2

@@ -9,7 +9,7 @@ import pytest
 
 from infra.synth import Synthesis
 from policy.rules import RULES, Resource, Rule
-from tests.conftest import STACKS, synthesized
+from tests.support.stacks import STACKS, synthesized
 
 
 def resources(synthesis: Synthesis) -> list[Resource]:

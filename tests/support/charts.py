@@ -3,6 +3,8 @@ skip on a developer's machine without network, and a failure in CI (REQUIRE_SHAR
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 from typing import NoReturn
 
@@ -24,11 +26,13 @@ def _rendered(variant: str) -> list[RenderedChart] | ChartUnavailable:
 
 
 def rendered_charts(variant: str) -> list[RenderedChart]:
-    """Every chart of a variant, rendered once per session. Read only."""
+    """Every chart of a variant, rendered once per session; each caller gets its own copy of the
+    objects (the CRDs, megabytes and identical for every caller, are shared: read only)."""
     result = _rendered(variant)
     if isinstance(result, ChartUnavailable):
         unavailable(result)
-    return result
+    return [dataclasses.replace(chart, objects=copy.deepcopy(chart.objects), record=copy.deepcopy(chart.record))
+            for chart in result]
 
 
 def rendered_chart(variant: str, name: str) -> RenderedChart:

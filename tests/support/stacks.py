@@ -3,6 +3,7 @@ on what they leave off (a GPU model behind HTTPS, the newer Kubernetes version).
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -20,7 +21,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @functools.cache
-def synthesized_variant(variant: str) -> Synthesis:
-    """Each variant synthesized once per test session (the program is deterministic). Read only."""
+def _synthesized(variant: str) -> Synthesis:
     stack, overrides = VARIANTS[variant]
     return synthesize(stack, overrides)
+
+
+def synthesized_variant(variant: str) -> Synthesis:
+    """A variant's synthesis: the program runs once per test session (it is deterministic), and
+    each caller gets its own copy, so no test can change what another one sees."""
+    return copy.deepcopy(_synthesized(variant))
+
+
+def synthesized(stack: str) -> Synthesis:
+    """A committed stack's synthesis (see synthesized_variant)."""
+    return synthesized_variant(stack)

@@ -1,0 +1,58 @@
+"""The deploy boundary: the server's settings are built from the environment the program gives
+the container, so the bounds declared on both sides (stack settings, server settings) cannot drift."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from infra.settings import ModelServiceSettings
+from infra.synth import Synthesis, synthesize
+from model_server.settings import ServerSettings
+from tests.support.stacks import VARIANTS, synthesized_variant
+
+
+def container_environment(synthesis: Synthesis) -> dict[str, str]:
+    (deployment,) = [r for r in synthesis.of_type("kubernetes:apps/v1:Deployment")
+                     if r.inputs["metadata"]["namespace"] == "model-serving"]
+    (container,) = deployment.get("spec", "template", "spec", "containers")
+    return {variable["name"]: variable["value"] for variable in container["env"]}
+
+
+def server_settings(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ServerSettings:
+    for name in [name for name in os.environ if name.startswith("MODEL_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return ServerSettings()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_server_accepts_every_stacks_environment(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    synthesis = synthesized_variant(variant)
+    environment = container_environment(synthesis)
+    assert {name for name in environment if not name.startswith("MODEL_")} == set()
+    settings = server_settings(environment, monkeypatch)
+    assert str(settings.max_batch_size) == environment["MODEL_MAX_BATCH_SIZE"]
+    assert settings.name == synthesis.outputs["modelName"]
+
+
+def bound(field: str, which: str) -> Any:
+    """The stack setting's own lower or upper bound (ge/le), read from the model."""
+    for constraint in ModelServiceSettings.model_fields[field].metadata:
+        if hasattr(constraint, which):
+            return getattr(constraint, which)
+    raise LookupError(field)
+
+
+@pytest.mark.parametrize("which", ["ge", "le"])
+def test_the_server_accepts_the_stack_settings_at_their_bounds(which: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fields = ("max_batch_size", "max_batch_wait_ms", "prediction_log_sample_rate")
+    model = {ModelServiceSettings.model_fields[f].alias or f: bound(f, which) for f in fields}
+    synthesis = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2, **model}})
+    settings = server_settings(container_environment(synthesis), monkeypatch)
+    assert settings.max_batch_size == bound("max_batch_size", which)
+    assert settings.max_batch_wait_ms == pytest.approx(bound("max_batch_wait_ms", which))
+    assert settings.prediction_log_sample_rate == pytest.approx(bound("prediction_log_sample_rate", which))
