@@ -20,7 +20,7 @@ $(TOOLS): tools/package.json tools/package-lock.json
 
 ## plan: what `pulumi up` would declare for STACK (default dev), with its monthly cost, offline
 plan: $(VENV)/.installed
-	$(PYTHON) -m infra.plan show $(STACK) $(if $(FORMAT),--format $(FORMAT))
+	$(PYTHON) -m review.plan show $(STACK) $(if $(FORMAT),--format $(FORMAT))
 
 ## diff: `make diff dev prod` compares two stacks; `make diff prod BASE=origin/main` one stack at two revisions
 ifeq (diff,$(firstword $(MAKECMDGOALS)))
@@ -28,7 +28,7 @@ ifeq (diff,$(firstword $(MAKECMDGOALS)))
   $(eval $(DIFF_STACKS):;@:)
 endif
 diff: $(VENV)/.installed
-	$(PYTHON) -m infra.plan diff $(DIFF_STACKS) $(if $(BASE),--base $(BASE)) $(if $(FORMAT),--format $(FORMAT))
+	$(PYTHON) -m review.plan diff $(DIFF_STACKS) $(if $(BASE),--base $(BASE)) $(if $(FORMAT),--format $(FORMAT))
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: lint typecheck unit
@@ -37,7 +37,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy infra __main__.py
+	$(VENV)/bin/mypy infra review __main__.py
 	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py
 
 unit: $(VENV)/.installed $(TOOLS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.synth import Synthesis
+from review.records import Synthesis
 from tests.support.stacks import STACKS, synthesized
 
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.observability.alert_rules import model_alerts, platform_alerts, rule_groups, workload_alerts
 from infra.observability.dashboard import PANELS, RATE
-from infra.synth import Synthesis
+from review.records import Synthesis
 from tests.support.prometheus import binary, check_expressions, promtool, write_rules
 from tests.support.server import Server, free_port, start_server, write_model
 from tests.support.stacks import synthesized

@@ -17,8 +17,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from infra.rendering import RenderedChart, render
-from infra.synth import ResourceRecord, Synthesis
+from review.records import ResourceRecord, Synthesis
+from review.rendering import RenderedChart, render
 from tests.support.charts import rendered_chart, rendered_charts
 from tests.support.graph import waits_for
 from tests.support.manifests import crd_schemas, validate

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from infra.settings import StackConfigError
-from infra.synth import Synthesis, synthesize
+from review.records import Synthesis
+from review.synth import synthesize
 from tests.support.stacks import synthesized
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
@@ -163,7 +164,7 @@ def test_with_waf_the_controller_gets_its_flag_and_exactly_its_permissions() -> 
 
 def problems(stack: str, **model: Any) -> dict[str, str]:
     from infra.settings import load_settings
-    from infra.synth import stack_config
+    from review.stack_files import stack_config
 
     raw, _ = stack_config(stack, {"modelService": model})
     with pytest.raises(StackConfigError) as caught:

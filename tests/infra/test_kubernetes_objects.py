@@ -8,7 +8,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from infra.synth import SECRET, ResourceRecord, Synthesis, synthesize
+from review.records import ResourceRecord, Synthesis
+from review.stack_files import SECRET
+from review.synth import synthesize
 from tests.support.stacks import synthesized
 
 KINDS = {"Deployment", "DaemonSet", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",

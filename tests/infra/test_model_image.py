@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.model_image import APP_DIR, AppArtifact, AppArtifactError, content_tag, context_files
-from infra.synth import Synthesis
+from review.records import Synthesis
 
 
 @pytest.fixture

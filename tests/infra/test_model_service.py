@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from infra.model_image import model_sha256
-from infra.synth import Synthesis, synthesize
+from review.records import Synthesis
+from review.synth import synthesize
 from tests.support.stacks import synthesized
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"

@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from infra.synth import Synthesis
+from review.records import Synthesis
 from tests.support.stacks import synthesized
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -82,7 +82,7 @@ def test_s3_gateway_endpoint_on_private_route_tables(stack_synthesis: Synthesis)
 
 
 def test_explicit_zones_are_used_in_order() -> None:
-    from infra.synth import synthesize
+    from review.synth import synthesize
 
     synthesis = synthesize("dev", {"availabilityZones": ["us-east-1c", "us-east-1d"]})
     cidrs = {s["availabilityZone"]: s["cidrBlock"] for s in subnets(synthesis, "private")}

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.synth import Synthesis, synthesize
+from review.records import Synthesis
+from review.synth import synthesize
 from tests.support.stacks import synthesized
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

@@ -13,7 +13,8 @@ import yaml
 
 from infra.observability.alert_rules import RUNBOOK
 from infra.settings import PROJECT_DIR
-from infra.synth import Synthesis, synthesize
+from review.records import Synthesis
+from review.synth import synthesize
 from tests.support.charts import rendered_chart
 from tests.support.scheduling import pod_spec, pool_nodes, pools_for, selector_matches
 from tests.support.stacks import synthesized

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from infra import cost
-from infra.cost import PriceError, estimate, price_table
-from infra.plan import diff, diff_text, show
 from infra.settings import PROJECT_DIR
-from infra.synth import synthesize
+from review import cost
+from review.cost import PriceError, estimate, price_table
+from review.plan import diff, diff_text, show
+from review.synth import synthesize
 from tests.support.stacks import STACKS, synthesized
 
 
 def plan(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.plan", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "review.plan", *args], cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -143,7 +143,7 @@ def test_plan_lists_each_charts_rendered_objects_under_it() -> None:
 
 
 def test_diff_shows_the_rendered_objects_a_value_change_touches() -> None:
-    from infra.synth import synthesize
+    from review.synth import synthesize
     from tests.support.charts import rendered_chart
 
     rendered_chart("staging", "cluster-autoscaler")
@@ -166,7 +166,7 @@ def test_diff_shows_the_rendered_objects_a_chart_version_change_touches(
     import helm_python
     import yaml
 
-    from infra import rendering
+    from review import rendering
     from tests.support.charts import rendered_chart
 
     record = rendered_chart("dev", "metrics-server").record

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.synth import Synthesis
 from infra.versions import HELM_CHARTS
+from review.records import Synthesis
 from tests.support.stacks import synthesized
 
 # AWS's published policy for the controller release the chart runs (../shared/reference, or upstream).

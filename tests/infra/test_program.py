@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from infra.settings import PROJECT_DIR
-from infra.synth import Synthesis, synthesize
+from review.records import Synthesis
+from review.synth import synthesize
 
 REQUIRED_TAGS = {"project", "stack", "managed-by"}
 OUTPUTS = {"vpcId", "privateSubnetIds", "publicSubnetIds", "clusterName", "clusterEndpoint", "kubeconfig",
@@ -85,8 +86,8 @@ def test_stack_files_hold_only_values_for_declared_keys() -> None:
 
 
 def test_invalid_config_declares_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra import synth
     from infra.settings import StackConfigError
+    from review import mocks as synth
 
     registered: list[str] = []
     original = synth.RecordingMonitor.RegisterResource
@@ -105,18 +106,18 @@ def test_invalid_config_declares_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_synth_cli_prints_the_plans_summary_and_json() -> None:
-    summary = subprocess.run([sys.executable, "-m", "infra.synth", "prod"], capture_output=True, text=True,
+    summary = subprocess.run([sys.executable, "-m", "review.synth", "prod"], capture_output=True, text=True,
                              check=True, cwd=PROJECT_DIR).stdout
     assert "NodeGroup" in summary and "[protected]" in summary and "kubeconfig: [secret]" in summary
     import json
 
-    record = json.loads(subprocess.run([sys.executable, "-m", "infra.synth", "prod", "--json"],
+    record = json.loads(subprocess.run([sys.executable, "-m", "review.synth", "prod", "--json"],
                                        capture_output=True, text=True, check=True, cwd=PROJECT_DIR).stdout)
     assert record["stack"] == "prod" and len(record["resources"]) > 40
 
 
 def test_synth_cli_reports_bad_config_without_a_traceback(tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "infra.synth", "nosuchstack"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "review.synth", "nosuchstack"], capture_output=True,
                             text=True, cwd=PROJECT_DIR)
     assert result.returncode == 2
     assert "no stack file Pulumi.nosuchstack.yaml" in result.stderr

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from infra.synth import Synthesis
+from review.records import Synthesis
 from tests.support.stacks import synthesized
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from infra.settings import ModelServiceSettings
-from infra.synth import Synthesis, synthesize
 from model_server.settings import ServerSettings
+from review.records import Synthesis
+from review.synth import synthesize
 from tests.support.stacks import VARIANTS, synthesized_variant
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from infra.settings import StackConfigError, load_settings, settings_from_runtime
-from infra.synth import stack_config
+from review.stack_files import stack_config
 
 GOOD_POOLS = {
     "cpu": {"instanceTypes": ["m7i.large"], "minSize": 2, "maxSize": 4},

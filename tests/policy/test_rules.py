@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.synth import Synthesis
 from policy.rules import RULES, Resource, Rule
+from review.records import Synthesis
 from tests.support.stacks import STACKS, synthesized
 
 

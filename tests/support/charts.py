@@ -8,7 +8,7 @@ import dataclasses
 import functools
 from typing import NoReturn
 
-from infra.rendering import ChartUnavailable, RenderedChart, render_all
+from review.rendering import ChartUnavailable, RenderedChart, render_all
 from tests.support.shared import missing
 from tests.support.stacks import synthesized_variant
 

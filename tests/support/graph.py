@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.synth import ResourceRecord, Synthesis
+from review.records import ResourceRecord, Synthesis
 
 
 def waits_for(synthesis: Synthesis, record: ResourceRecord) -> set[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.node_pools import POOL_LABEL
-from infra.synth import Synthesis
+from review.records import Synthesis
 
 # Labels kubelet and EKS put on every node of a managed node group (x86_64 AL2023).
 TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}

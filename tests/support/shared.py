@@ -12,8 +12,8 @@ from typing import NoReturn
 
 import pytest
 
-from infra.rendering import CACHE_DIR
 from infra.settings import PROJECT_DIR
+from review.rendering import CACHE_DIR
 
 SHARED_REFERENCE = PROJECT_DIR.parent / "shared" / "reference"
 

@@ -7,7 +7,8 @@ import copy
 import functools
 from typing import Any
 
-from infra.synth import Synthesis, synthesize
+from review.records import Synthesis
+from review.synth import synthesize
 
 STACKS = ("dev", "staging", "prod")
 CERTIFICATE_PROD = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.synth import ResourceRecord, Synthesis
+from review.records import ResourceRecord, Synthesis
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
 

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from infra.settings import PROJECT_DIR
-from infra.synth import ResourceRecord, Synthesis
+from review.records import ResourceRecord, Synthesis
 
 CHART_TYPES = ("kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Release")
 SHARED_CHARTS = PROJECT_DIR.parent / "shared" / "charts"

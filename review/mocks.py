@@ -1,37 +1,21 @@
-"""Offline synthesis: run the real __main__.py under Pulumi's mock runtime with a stack's real config.
-
-No Pulumi CLI, cloud account or provider plugin is needed. Every resource the program
-declares is recorded with its type, name, parent, inputs and options, plus the stack's
-outputs. Tests assert on the record; `make plan` (infra/plan.py) prints a summary of it.
-
-    python -m infra.synth dev            # the plan's summary, grouped by component
-    python -m infra.synth dev --json     # the full record
-"""
+"""Pulumi's mock runtime, made to record: plausible provider outputs for what the program reads,
+and a monitor that records each registration with the options the engine sees."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import hashlib
-import json
-import runpy
-import sys
-from collections.abc import Awaitable, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from infra.settings import PROJECT_DIR, StackConfigError, declared_keys, project_name
+from review.records import ResourceRecord, Synthesis
+from review.stack_files import SECRET
 
 ACCOUNT_ID = "123456789012"
-SECRET = "[secret]"
 # pulumi_tls resources and the PEM output each computes.
 MOCK_PEM_OUTPUTS = {
     "tls:index/privateKey:PrivateKey": "privateKeyPem",
@@ -39,143 +23,6 @@ MOCK_PEM_OUTPUTS = {
     "tls:index/certRequest:CertRequest": "certRequestPem",
     "tls:index/locallySignedCert:LocallySignedCert": "certPem",
 }
-
-
-@dataclass
-class ResourceRecord:
-    type: str
-    name: str
-    urn: str
-    id: str
-    parent: str | None
-    # A custom resource, or a remote component (helm.v4.Chart) that the provider expands:
-    # either way something the deployment declares, not just a grouping of ours.
-    custom: bool
-    inputs: dict[str, Any]
-    options: dict[str, Any]
-    # input property → URNs of the resources its value came from
-    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
-
-    def get(self, *path: str | int) -> Any:
-        """The input at a path (`record.get("spec", "template", "spec")`), or None where it stops."""
-        return value_at(self.inputs, *path)
-
-
-def value_at(value: Any, *path: str | int) -> Any:
-    for key in path:
-        if isinstance(key, int):
-            value = value[key] if isinstance(value, list) and -len(value) <= key < len(value) else None
-        else:
-            value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-@dataclass
-class Synthesis:
-    project: str
-    stack: str
-    resources: list[ResourceRecord] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-    def of_type(self, type_: str) -> list[ResourceRecord]:
-        return [r for r in self.resources if r.type == type_]
-
-    def one(self, type_: str, name: str | None = None) -> ResourceRecord:
-        matches = [r for r in self.of_type(type_) if name is None or r.name == name]
-        if len(matches) != 1:
-            raise LookupError(f"expected one {type_} {name or ''}, found {[r.name for r in matches]}")
-        return matches[0]
-
-    def by_urn(self, urn: str) -> ResourceRecord:
-        return next(r for r in self.resources if r.urn == urn)
-
-    def component_of(self, record: ResourceRecord) -> ResourceRecord | None:
-        """The outermost component a resource belongs to (None for top-level resources)."""
-        outer: ResourceRecord | None = None
-        current = record
-        while current.parent is not None:
-            current = self.by_urn(current.parent)
-            outer = current
-        return outer
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> Synthesis:
-        document = json.loads(text)
-        known = {f.name for f in fields(ResourceRecord)}
-        # Records written by an older revision may lack newer fields.
-        resources = [ResourceRecord(**{"id": "", **{k: v for k, v in record.items() if k in known}})
-                     for record in document["resources"]]
-        return cls(project=document["project"], stack=document["stack"], resources=resources,
-                   outputs=document["outputs"])
-
-
-# ---------------------------------------------------------------------------
-# Stack config as the Pulumi CLI would hand it to the program
-# ---------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML loader that rejects a key given twice (PyYAML would silently keep the last)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key '{key}' is given twice (the second would silently win)", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _as_config_string(value: Any) -> str:
-    """Pulumi passes scalars as strings and structured values as JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value)
-
-
-def stack_config(stack: str, overrides: Mapping[str, Any] | None = None,
-                 project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str]]:
-    """Pulumi.yaml defaults + Pulumi.<stack>.yaml values (+ overrides, keyed without namespace),
-    as strings. Secure values become placeholders; their keys are returned as secret."""
-    project = project_name(project_dir / "Pulumi.yaml")
-    values: dict[str, Any] = {
-        f"{project}:{key}": declaration["default"]
-        for key, declaration in declared_keys(project_dir / "Pulumi.yaml").items()
-        if "default" in declaration
-    }
-    stack_file = project_dir / f"Pulumi.{stack}.yaml"
-    if not stack_file.exists():
-        raise FileNotFoundError(f"no stack file {stack_file.name}; stacks: "
-                                + ", ".join(p.name[7:-5] for p in sorted(project_dir.glob("Pulumi.*.yaml"))))
-    document = yaml.load(stack_file.read_text(), Loader=_UniqueKeyLoader) or {}
-    values.update(document.get("config") or {})
-    for key, value in (overrides or {}).items():
-        full_key = key if ":" in key else f"{project}:{key}"
-        if value is None:
-            values.pop(full_key, None)
-        else:
-            values[full_key] = value
-    secret_keys = [key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}]
-    return ({key: SECRET if key in secret_keys else _as_config_string(value) for key, value in values.items()},
-            secret_keys)
-
-
-# ---------------------------------------------------------------------------
-# Mocks: plausible provider outputs, and a monitor that records options
-# ---------------------------------------------------------------------------
 
 
 def _fake_id(type_: str, name: str) -> str:
@@ -354,80 +201,3 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={key: sorted(value.urns) for key, value in request.propertyDependencies.items()},
             ))
         return response
-
-
-# ---------------------------------------------------------------------------
-# Running the program
-# ---------------------------------------------------------------------------
-
-
-async def _resolve_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    resolved: dict[str, Any] = {}
-    for name, value in outputs.items():
-        output = pulumi.Output.from_input(value)
-        resolved[name] = SECRET if await output.is_secret() else await output.future()
-    return resolved
-
-
-def synthesize(stack: str, overrides: Mapping[str, Any] | None = None,
-               project_dir: Path = PROJECT_DIR) -> Synthesis:
-    """Run __main__.py for `stack` under mocks and return what it declared.
-
-    `overrides` replace stack-file values (key without namespace → value; None removes the key).
-    """
-    config, secret_keys = stack_config(stack, overrides, project_dir)
-    project = project_name(project_dir / "Pulumi.yaml")
-    synthesis = Synthesis(project=project, stack=stack)
-    # Pulumi's runtime drives its work on the thread's current event loop; an earlier
-    # asyncio.run() in this thread leaves none behind.
-    try:
-        asyncio.get_event_loop()
-    except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-    mocks = RecordingMocks(region=config.get(f"{project}:region", "us-east-1"))
-    monitor = RecordingMonitor(mocks, synthesis)
-    # A fresh root stack: set_mocks keeps the previous one, and with it the exports of a previous
-    # synthesis in this process (found when a stack without some outputs showed them anyway).
-    pulumi.runtime.reset_options(project=project, stack=stack, preview=False)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys)
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # waits for every registration to finish
-    def run() -> pulumi.Output[None]:
-        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
-        root = pulumi.runtime.get_root_resource()
-        outputs: Awaitable[dict[str, Any]] = asyncio.ensure_future(_resolve_outputs(getattr(root, "outputs", {})))
-        resolved: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input(outputs)
-        return resolved.apply(synthesis.outputs.update)
-
-    sys.path.insert(0, str(project_dir))
-    try:
-        run()
-    finally:
-        sys.path.remove(str(project_dir))
-    # Registrations arrive in whatever order the program's outputs resolve; sort for stable output.
-    synthesis.resources.sort(key=lambda record: record.urn)
-    return synthesis
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stack", help="stack name (reads Pulumi.<stack>.yaml)")
-    parser.add_argument("--json", action="store_true", help="print the full record as JSON")
-    options = parser.parse_args(argv)
-    try:
-        synthesis = synthesize(options.stack)
-    except (StackConfigError, FileNotFoundError, yaml.YAMLError) as error:
-        print(error, file=sys.stderr)
-        return 2
-    if options.json:
-        print(synthesis.to_json())
-    else:
-        from infra.plan import summary  # the reviewer's view lives with the plan
-
-        print(summary(synthesis))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

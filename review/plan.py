@@ -1,8 +1,8 @@
 """Offline plans and diffs for reviewers: no cloud credentials needed.
 
-    python -m infra.plan show prod [--format text|markdown|json]
-    python -m infra.plan diff dev prod                    # two stacks
-    python -m infra.plan diff prod --base origin/main     # one stack at two git revisions
+    python -m review.plan show prod [--format text|markdown|json]
+    python -m review.plan diff dev prod                    # two stacks
+    python -m review.plan diff prod --base origin/main     # one stack at two git revisions
 
 `show` prints what `pulumi up` would declare (resources grouped by component with the
 settings a reviewer cares about) and the estimated monthly cost range. `diff` prints the
@@ -28,10 +28,11 @@ from typing import Any
 
 import yaml
 
-from infra.cost import CostEstimate, PriceError, estimate
-from infra.rendering import CHART_TYPES, ChartUnavailable, RenderedChart, render
 from infra.settings import PROJECT_DIR, StackConfigError
-from infra.synth import ResourceRecord, Synthesis, synthesize
+from review.cost import CostEstimate, PriceError, estimate
+from review.records import ResourceRecord, Synthesis
+from review.rendering import CHART_TYPES, ChartUnavailable, RenderedChart, render
+from review.synth import synthesize
 
 MAX_VALUE_CHARS = 80
 
@@ -310,9 +311,12 @@ def synthesize_revision(stack: str, revision: str) -> Synthesis:
                 tar.extractall(directory, filter="data")
         except tarfile.TarError as error:
             raise ValueError(f"cannot unpack revision {revision}: {error}") from None
-        if not (Path(directory) / "infra" / "synth.py").exists():
-            raise ValueError(f"revision {revision} has no infra/synth.py to synthesize it offline")
-        result = subprocess.run([sys.executable, "-m", "infra.synth", stack, "--json"], cwd=directory,
+        # Each revision runs its own synthesis, wherever that revision keeps it.
+        runners = (("review.synth", "review/synth.py"), ("infra.synth", "infra/synth.py"))
+        runner = next((module for module, path in runners if (Path(directory) / path).exists()), None)
+        if runner is None:
+            raise ValueError(f"revision {revision} has no review/synth.py to synthesize it offline")
+        result = subprocess.run([sys.executable, "-m", runner, stack, "--json"], cwd=directory,
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise ValueError(f"synthesizing {stack} at {revision} failed:\n{result.stderr.strip()}")
