@@ -33,15 +33,25 @@ app = AppArtifact.inspect()
 aws_provider = aws.Provider("aws", region=settings.region)
 uses_aws = pulumi.ResourceOptions(providers=[aws_provider])
 
-network = Network("network", NetworkArgs(settings=settings, provider=aws_provider), opts=uses_aws)
-cluster = Cluster("cluster", ClusterArgs(settings=settings, network=network, provider=aws_provider), opts=uses_aws)
+identity = settings.identity
+network = Network("network", NetworkArgs(identity=identity, vpc_cidr=settings.vpc_cidr,
+                                         subnet_cidrs=settings.subnet_cidrs, nat_gateways=settings.nat_gateways,
+                                         availability_zones=settings.availability_zones, provider=aws_provider),
+                  opts=uses_aws)
+cluster = Cluster("cluster", ClusterArgs(
+    identity=identity, kubernetes_version=settings.kubernetes_version,
+    endpoint_public_access_cidrs=settings.endpoint_public_access_cidrs,
+    admin_principal_arns=settings.admin_principal_arns,
+    control_plane_log_retention_days=settings.control_plane_log_retention_days, network=network,
+    provider=aws_provider), opts=uses_aws)
 networking_addons = EksAddons(
-    "networking", EksAddonsArgs(settings=settings, cluster_name=cluster.name, addon_names=BEFORE_NODES),
+    "networking", EksAddonsArgs(identity=identity, kubernetes_version=settings.kubernetes_version,
+                                cluster_name=cluster.name, addon_names=BEFORE_NODES),
     opts=uses_aws)
 node_pools = {
     pool_name: NodePool(
         f"pool-{pool_name}",
-        NodePoolArgs(settings=settings, pool_name=pool_name, pool=pool, cluster_name=cluster.name,
+        NodePoolArgs(identity=identity, pool_name=pool_name, pool=pool, cluster_name=cluster.name,
                      node_role_arn=cluster.node_role_arn, subnet_ids=network.private_subnet_ids,
                      wait_for=[networking_addons]),
         opts=uses_aws,
@@ -49,51 +59,64 @@ node_pools = {
     for pool_name, pool in settings.node_pools.items()
 }
 core_addons = EksAddons(
-    "core", EksAddonsArgs(settings=settings, cluster_name=cluster.name, addon_names=AFTER_NODES,
-                          wait_for=list(node_pools.values())),
+    "core", EksAddonsArgs(identity=identity, kubernetes_version=settings.kubernetes_version,
+                          cluster_name=cluster.name, addon_names=AFTER_NODES, wait_for=list(node_pools.values())),
     opts=uses_aws)
 
 # The Kubernetes layer talks to this cluster only, through the provider built from its kubeconfig.
 on_cluster = pulumi.ResourceOptions(providers=[aws_provider, cluster.kubernetes_provider])
 nodes_ready = [*node_pools.values(), core_addons]
 ingress = LoadBalancerController(
-    "ingress", LoadBalancerControllerArgs(settings=settings, cluster_name=cluster.name, account_id=cluster.account_id,
-                                          vpc_id=network.vpc_id, wait_for=nodes_ready), opts=on_cluster)
+    "ingress", LoadBalancerControllerArgs(identity=identity, system_pool=settings.system_pool,
+                                          waf_enabled=settings.model_service.waf.enabled, cluster_name=cluster.name,
+                                          account_id=cluster.account_id, vpc_id=network.vpc_id, wait_for=nodes_ready),
+    opts=on_cluster)
 # The controller's webhooks reject what they cannot reach (failurePolicy: Fail): whatever creates
 # a Service, an Ingress or a pod in a namespace they watch waits until its release is ready.
 webhooks_ready = [*nodes_ready, ingress.release]
 ClusterAutoscaler(
-    "autoscaler", ClusterAutoscalerArgs(settings=settings, cluster_name=cluster.name, account_id=cluster.account_id,
-                                        wait_for=webhooks_ready), opts=on_cluster)
-MetricsServer("metrics", MetricsServerArgs(settings=settings, wait_for=webhooks_ready), opts=on_cluster)
+    "autoscaler", ClusterAutoscalerArgs(identity=identity, kubernetes_version=settings.kubernetes_version,
+                                        system_pool=settings.system_pool, cluster_name=cluster.name,
+                                        account_id=cluster.account_id, wait_for=webhooks_ready), opts=on_cluster)
+MetricsServer("metrics", MetricsServerArgs(system_pool=settings.system_pool, wait_for=webhooks_ready), opts=on_cluster)
 if settings.has_gpu_pool:
     GpuSupport("gpu", GpuSupportArgs(wait_for=nodes_ready), opts=on_cluster)
 storage = Storage(
-    "storage", StorageArgs(settings=settings, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
+    "storage", StorageArgs(identity=identity, retain_data_on_destroy=settings.retain_data_on_destroy,
+                           vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
                            private_subnet_ids=network.private_subnet_ids_per_zone), opts=on_cluster)
 
-registry = Registry("registry", RegistryArgs(settings=settings), opts=uses_aws)
+registry = Registry("registry", RegistryArgs(identity=identity, keep_images=settings.ecr_keep_images,
+                                             scanning=settings.ecr_scanning), opts=uses_aws)
 image = ModelImage(
-    "image", ModelImageArgs(settings=settings, artifact=app, repository_url=registry.repository_url,
+    "image", ModelImageArgs(artifact=app, repository_url=registry.repository_url,
                             registry_id=registry.registry_id, provider=aws_provider), opts=uses_aws)
 # Observability (on unless observability.enabled is false): metrics and alerts, logs, access logs.
 observed = settings.observability.enabled
 if observed:
-    alerting = Alerting("alerting", AlertingArgs(settings=settings, cluster_name=cluster.name), opts=uses_aws)
+    observability = settings.observability
+    alerting = Alerting("alerting", AlertingArgs(identity=identity, alert_emails=observability.alert_emails,
+                                                 cluster_name=cluster.name), opts=uses_aws)
     metrics_stack = MetricsStack(
-        "monitoring", MetricsStackArgs(settings=settings, alert_topic_arn=alerting.topic_arn,
+        "monitoring", MetricsStackArgs(observability=observability, region=settings.region,
+                                       system_pool=settings.system_pool, has_gpu_pool=settings.has_gpu_pool,
+                                       alert_topic_arn=alerting.topic_arn,
                                        wait_for=[*webhooks_ready, alerting.identity]), opts=on_cluster)
     container_logs = ContainerLogs(
-        "logs", ContainerLogsArgs(settings=settings, cluster_name=cluster.name, wait_for=webhooks_ready),
-        opts=on_cluster)
+        "logs", ContainerLogsArgs(identity=identity, retention_days=observability.log_retention_days,
+                                  cluster_name=cluster.name, wait_for=webhooks_ready), opts=on_cluster)
     access_logs = AccessLogs(
-        "access-logs", AccessLogsArgs(settings=settings, account_id=cluster.account_id, provider=aws_provider),
-        opts=uses_aws)
+        "access-logs", AccessLogsArgs(identity=identity, retention_days=observability.access_log_retention_days,
+                                      retain_data_on_destroy=settings.retain_data_on_destroy,
+                                      account_id=cluster.account_id, provider=aws_provider), opts=uses_aws)
 
-front_door = FrontDoor("front-door", FrontDoorArgs(settings=settings, provider=aws_provider), opts=uses_aws)
+front_door = FrontDoor("front-door", FrontDoorArgs(identity=identity, endpoint=settings.model_service,
+                                                   provider=aws_provider), opts=uses_aws)
 model_service = ModelService(
     "model",
-    ModelServiceArgs(settings=settings, image_ref=image.image_ref, model_sha256=app.model_sha256,
+    ModelServiceArgs(identity=identity, model=settings.model_service,
+                     retain_data_on_destroy=settings.retain_data_on_destroy, image_ref=image.image_ref,
+                     model_sha256=app.model_sha256,
                      vpc_cidr=network.vpc_cidr, shared_storage_class=storage.shared_storage_class,
                      ingress_class=ingress.ingress_class, certificate_arn=front_door.certificate_arn,
                      web_acl_arn=front_door.web_acl_arn,
@@ -102,9 +125,9 @@ model_service = ModelService(
     opts=on_cluster)
 if observed:
     # Its custom resources need the metrics stack's CRDs, and the PodMonitor the model's namespace.
-    ModelMonitoring("model-monitoring", ModelMonitoringArgs(settings=settings,
-                                                            wait_for=[metrics_stack.stack_chart, model_service]),
-                    opts=on_cluster)
+    ModelMonitoring("model-monitoring", ModelMonitoringArgs(
+        identity=identity, observability=observability, has_gpu_pool=settings.has_gpu_pool,
+        wait_for=[metrics_stack.stack_chart, model_service]), opts=on_cluster)
 if settings.model_service.domain is not None and front_door.zone_id is not None:
     DnsName("dns", DnsNameArgs(domain=settings.model_service.domain, zone_id=front_door.zone_id,
                                load_balancer_hostname=model_service.load_balancer_hostname,

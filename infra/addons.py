@@ -18,7 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
-from infra.settings import StackSettings
+from infra.identity import StackIdentity
 from infra.versions import KUBERNETES_RELEASES
 
 POD_IDENTITY_AGENT = "eks-pod-identity-agent"
@@ -71,7 +71,8 @@ AFTER_NODES: tuple[str, ...] = ("coredns", "aws-ebs-csi-driver", "aws-efs-csi-dr
 
 @dataclass(frozen=True)
 class EksAddonsArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    kubernetes_version: str
     cluster_name: pulumi.Input[str]
     addon_names: Sequence[str]
     # Children do not inherit a component's depends_on, so each add-on is told what to wait for.
@@ -81,22 +82,22 @@ class EksAddonsArgs:
 class EksAddons(pulumi.ComponentResource):
     def __init__(self, name: str, args: EksAddonsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:cluster:EksAddons", name, None, opts)
-        settings = args.settings
-        versions = KUBERNETES_RELEASES[settings.kubernetes_version].eks_addons
+        identity = args.identity
+        versions = KUBERNETES_RELEASES[args.kubernetes_version].eks_addons
         child = pulumi.ResourceOptions(parent=self)
         created: dict[str, aws.eks.Addon] = {}
         for addon_name in args.addon_names:
             spec = ADDONS[addon_name]
             pod_identity: list[aws.eks.AddonPodIdentityAssociationArgsDict] = []
             depends_on: list[pulumi.Resource] = list(args.wait_for)
-            for identity in spec.identities:
-                role_name = "-".join(filter(None, (name, addon_name, identity.role_suffix)))
+            for addon_identity in spec.identities:
+                role_name = "-".join(filter(None, (name, addon_name, addon_identity.role_suffix)))
                 role_arn = iam.role_with_policies(
-                    role_name, service=iam.POD_IDENTITY_PRINCIPAL, partition=settings.partition,
-                    tags=settings.tags, managed_policies=identity.managed_policies,
-                    inline_policy=iam.policy_document(identity.inline_statements) if identity.inline_statements
-                    else None, opts=child)
-                pod_identity.append({"role_arn": role_arn, "service_account": identity.service_account})
+                    role_name, service=iam.POD_IDENTITY_PRINCIPAL, partition=identity.partition,
+                    tags=identity.tags, managed_policies=addon_identity.managed_policies,
+                    inline_policy=iam.policy_document(addon_identity.inline_statements)
+                    if addon_identity.inline_statements else None, opts=child)
+                pod_identity.append({"role_arn": role_arn, "service_account": addon_identity.service_account})
             # Credentials come from the agent: in the same set, wait for it.
             if spec.identities and POD_IDENTITY_AGENT in created:
                 depends_on.append(created[POD_IDENTITY_AGENT])
@@ -110,7 +111,7 @@ class EksAddons(pulumi.ComponentResource):
                 # These add-ons are ours alone: take over fields another manager may have set.
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
-                tags=settings.tags,
+                tags=identity.tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
             )
         self.addons = created

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -11,8 +12,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import iam
+from infra.identity import StackIdentity
 from infra.network import Network
-from infra.settings import StackSettings
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator"]
 CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
@@ -20,7 +21,11 @@ CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 
 @dataclass(frozen=True)
 class ClusterArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    kubernetes_version: str
+    endpoint_public_access_cidrs: Sequence[str]
+    admin_principal_arns: Sequence[str]
+    control_plane_log_retention_days: int
     network: Network
     provider: aws.Provider
 
@@ -36,46 +41,46 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:cluster:Cluster", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
         # Losing the key makes every Kubernetes secret unreadable: never delete it by accident.
-        stateful = pulumi.ResourceOptions(parent=self, protect=settings.production)
+        stateful = pulumi.ResourceOptions(parent=self, protect=identity.production)
 
         secrets_key = aws.kms.Key(
             f"{name}-secrets",
-            description=f"Envelope encryption of Kubernetes secrets in EKS cluster {settings.name}",
+            description=f"Envelope encryption of Kubernetes secrets in EKS cluster {identity.name}",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            tags=settings.tags,
+            tags=identity.tags,
             opts=stateful,
         )
-        aws.kms.Alias(f"{name}-secrets", name=f"alias/{settings.name}-eks-secrets",
+        aws.kms.Alias(f"{name}-secrets", name=f"alias/{identity.name}-eks-secrets",
                       target_key_id=secrets_key.key_id, opts=child)
 
         # EKS writes to this exact group name; creating it first lets us own its retention
         # (https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html).
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-control-plane",
-            name=f"/aws/eks/{settings.name}/cluster",
-            retention_in_days=settings.control_plane_log_retention_days,
-            tags=settings.tags,
+            name=f"/aws/eks/{identity.name}/cluster",
+            retention_in_days=args.control_plane_log_retention_days,
+            tags=identity.tags,
             opts=child,
         )
 
         cluster_role_arn = iam.role_with_policies(
-            f"{name}-control-plane", service="eks.amazonaws.com", partition=settings.partition,
-            tags=settings.tags, managed_policies=["AmazonEKSClusterPolicy"], opts=child)
+            f"{name}-control-plane", service="eks.amazonaws.com", partition=identity.partition,
+            tags=identity.tags, managed_policies=["AmazonEKSClusterPolicy"], opts=child)
         # Nodes get only what kubelet needs and read-only image pulls; the VPC CNI's network
         # permissions go to its own pod through Pod Identity (infra/addons.py), not to every node.
         self.node_role_arn = iam.role_with_policies(
-            f"{name}-node", service="ec2.amazonaws.com", partition=settings.partition, tags=settings.tags,
+            f"{name}-node", service="ec2.amazonaws.com", partition=identity.partition, tags=identity.tags,
             managed_policies=["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly"], opts=child)
 
-        public_cidrs = list(settings.endpoint_public_access_cidrs)
+        public_cidrs = list(args.endpoint_public_access_cidrs)
         cluster = aws.eks.Cluster(
             f"{name}-eks",
-            name=settings.name,
-            version=settings.kubernetes_version,
+            name=identity.name,
+            version=args.kubernetes_version,
             role_arn=cluster_role_arn,
             vpc_config={
                 "subnet_ids": args.network.private_subnet_ids,
@@ -94,8 +99,8 @@ class Cluster(pulumi.ComponentResource):
             upgrade_policy={"support_type": "STANDARD"},
             # Add-ons are explicit aws.eks.Addon resources (infra/addons.py) with pinned versions.
             bootstrap_self_managed_addons=False,
-            deletion_protection=settings.production,
-            tags=settings.tags,
+            deletion_protection=identity.production,
+            tags=identity.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
 
@@ -105,15 +110,15 @@ class Cluster(pulumi.ComponentResource):
         # An assumed-role session ARN cannot be an access entry; its role's ARN can.
         deployer = aws.iam.get_session_context(arn=caller.arn, opts=invoke).issuer_arn
         admin_access: list[pulumi.Resource] = []
-        for principal_name, principal_arn in admin_principals(settings, deployer).items():
+        for principal_name, principal_arn in admin_principals(args.admin_principal_arns, deployer).items():
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{principal_name}", cluster_name=cluster.name, principal_arn=principal_arn,
-                type="STANDARD", tags=settings.tags, opts=child)
+                type="STANDARD", tags=identity.tags, opts=child)
             admin_access.append(aws.eks.AccessPolicyAssociation(
                 f"{name}-admin-{principal_name}",
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
-                policy_arn=f"arn:{settings.partition}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}",
+                policy_arn=f"arn:{identity.partition}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}",
                 access_scope={"type": "cluster"},
                 opts=child,
             ))
@@ -123,7 +128,7 @@ class Cluster(pulumi.ComponentResource):
         self.arn = cluster.arn
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             cluster.name, cluster.endpoint, cluster.certificate_authority.data,
-        ).apply(lambda values: kubeconfig(str(values[0]), str(values[1]), str(values[2]), settings.region)))
+        ).apply(lambda values: kubeconfig(str(values[0]), str(values[1]), str(values[2]), identity.region)))
         self.kubernetes_provider = k8s.Provider(
             f"{name}-kubernetes",
             kubeconfig=self.kubeconfig,
@@ -139,11 +144,11 @@ class Cluster(pulumi.ComponentResource):
 
 
 
-def admin_principals(settings: StackSettings, deployer: str) -> dict[str, str]:
+def admin_principals(admin_principal_arns: Sequence[str], deployer: str) -> dict[str, str]:
     """Cluster admins: whoever runs `pulumi up` (it must reach the API to install the Kubernetes
     layer) plus the configured principals, keyed by a stable resource-name suffix."""
     principals = {"deployer": deployer}
-    for arn in settings.admin_principal_arns:
+    for arn in admin_principal_arns:
         if arn != deployer:
             principals[re.sub(r"[^a-zA-Z0-9-]", "-", arn.split(":", 5)[5])] = arn
     return principals

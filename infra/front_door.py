@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import StackSettings
+from infra.identity import StackIdentity
+from infra.settings import ModelServiceSettings
 
 # WAF evaluates rate-based rules over this window (seconds).
 RATE_WINDOW_SECONDS = 300
@@ -26,7 +27,9 @@ RULE_OVERRIDES: dict[str, list[str]] = {"AWSManagedRulesCommonRuleSet": ["SizeRe
 
 @dataclass(frozen=True)
 class FrontDoorArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    # The endpoint's front-door settings: domain, hosted zone, certificate, WAF.
+    endpoint: ModelServiceSettings
     provider: aws.Provider
 
 
@@ -65,7 +68,7 @@ class FrontDoor(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FrontDoorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:workload:FrontDoor", name, None, opts)
-        settings, model = args.settings, args.settings.model_service
+        identity, model = args.identity, args.endpoint
         child = pulumi.ResourceOptions(parent=self)
         if model.domain is not None:
             self.zone_id = pulumi.Output.from_input(model.hosted_zone_id) if model.hosted_zone_id else \
@@ -75,7 +78,7 @@ class FrontDoor(pulumi.ComponentResource):
             certificate = aws.acm.Certificate(
                 f"{name}-certificate", domain_name=model.domain, validation_method="DNS",
                 # Pulumi creates a replacement before deleting the old one: the listener never goes without.
-                tags={**settings.tags, "Name": model.domain}, opts=child)
+                tags={**identity.tags, "Name": model.domain}, opts=child)
             option = certificate.domain_validation_options[0]
             record = aws.route53.Record(
                 f"{name}-certificate-validation", zone_id=self.zone_id, name=option.resource_record_name,
@@ -90,11 +93,11 @@ class FrontDoor(pulumi.ComponentResource):
             self.certificate_arn = pulumi.Output.from_input(model.certificate_arn)
         if model.waf.enabled:
             acl = aws.wafv2.WebAcl(
-                f"{name}-waf", name=f"{settings.name}-model", scope="REGIONAL",
-                description=f"Managed rules and a per-client rate limit before the model endpoint of {settings.name}",
+                f"{name}-waf", name=f"{identity.name}-model", scope="REGIONAL",
+                description=f"Managed rules and a per-client rate limit before the model endpoint of {identity.name}",
                 default_action={"allow": {}},
-                rules=web_acl_rules(model.waf.requests_per_five_minutes, settings.name),
-                visibility_config=visibility(f"{settings.name}-model"),
-                tags=settings.tags, opts=child)
+                rules=web_acl_rules(model.waf.requests_per_five_minutes, identity.name),
+                visibility_config=visibility(f"{identity.name}-model"),
+                tags=identity.tags, opts=child)
             self.web_acl_arn = acl.arn
         self.register_outputs({"certificateArn": self.certificate_arn, "webAclArn": self.web_acl_arn})

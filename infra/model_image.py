@@ -18,7 +18,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 from docker.utils.build import exclude_paths
 
-from infra.settings import PROJECT_DIR, StackSettings
+from infra.settings import PROJECT_DIR
 
 APP_DIR = PROJECT_DIR / "app"
 MODEL_FILE = "model.pkl"
@@ -82,7 +82,6 @@ class AppArtifact:
 
 @dataclass(frozen=True)
 class ModelImageArgs:
-    settings: StackSettings
     artifact: AppArtifact
     repository_url: pulumi.Input[str]
     registry_id: pulumi.Input[str]

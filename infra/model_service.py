@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.identity import StackIdentity
 from infra.model_image import LIVE_PATH, READY_PATH, SERVER_PORT, SERVER_UID
 from infra.node_pools import GPU_RESOURCE, POOL_LABEL
-from infra.settings import StackSettings
+from infra.settings import ModelServiceSettings
 
 NAMESPACE = "model-serving"
 APP_NAME = "model-server"
@@ -39,7 +40,9 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
 
 @dataclass(frozen=True)
 class ModelServiceArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    model: ModelServiceSettings
+    retain_data_on_destroy: bool
     image_ref: pulumi.Input[str]
     model_sha256: str
     vpc_cidr: str
@@ -54,13 +57,12 @@ class ModelServiceArgs:
     wait_for: Sequence[pulumi.Resource] = ()
 
 
-def labels(settings: StackSettings) -> dict[str, str]:
-    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": settings.name,
-            "app.kubernetes.io/part-of": settings.project}
+def labels(identity: StackIdentity) -> dict[str, str]:
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": identity.name,
+            "app.kubernetes.io/part-of": identity.project}
 
 
-def server_environment(settings: StackSettings, model_sha256: str) -> list[k8s.core.v1.EnvVarArgsDict]:
-    model = settings.model_service
+def server_environment(model: ModelServiceSettings, model_sha256: str) -> list[k8s.core.v1.EnvVarArgsDict]:
     values = {
         "MODEL_NAME": model.name,
         "MODEL_VERSION": model.version,
@@ -77,10 +79,9 @@ def server_environment(settings: StackSettings, model_sha256: str) -> list[k8s.c
     return [{"name": name, "value": value} for name, value in values.items()]
 
 
-def pod_spec(settings: StackSettings, image_ref: pulumi.Input[str], model_sha256: str,
+def pod_spec(identity: StackIdentity, model: ModelServiceSettings, image_ref: pulumi.Input[str], model_sha256: str,
              claim_name: pulumi.Input[str], service_account: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgsDict:
-    model = settings.model_service
-    selector = labels(settings)
+    selector = labels(identity)
     requests: dict[str, pulumi.Input[str]] = {"cpu": model.cpu_request, "memory": model.memory_request}
     limits: dict[str, pulumi.Input[str]] = {"cpu": model.cpu_limit, "memory": model.memory_limit}
     tolerations: list[k8s.core.v1.TolerationArgsDict] = []
@@ -111,7 +112,7 @@ def pod_spec(settings: StackSettings, image_ref: pulumi.Input[str], model_sha256
             "name": APP_NAME,
             "image": image_ref,
             "ports": [{"name": PORT_NAME, "container_port": SERVER_PORT, "protocol": "TCP"}],
-            "env": server_environment(settings, model_sha256),
+            "env": server_environment(model, model_sha256),
             "resources": {"requests": requests, "limits": limits},
             # Loading and verifying the model happens before the server listens.
             "startup_probe": {"http_get": {"path": LIVE_PATH, "port": PORT_NAME}, "period_seconds": 2,
@@ -142,14 +143,14 @@ def pod_spec(settings: StackSettings, image_ref: pulumi.Input[str], model_sha256
     }
 
 
-def ingress_annotations(settings: StackSettings, certificate_arn: pulumi.Input[str] | None,
+def ingress_annotations(identity: StackIdentity, model: ModelServiceSettings,
+                        certificate_arn: pulumi.Input[str] | None,
                         web_acl_arn: pulumi.Input[str] | None,
                         access_log_bucket: pulumi.Input[str] | None = None) -> dict[str, pulumi.Input[str]]:
     """What the ALB controller builds (https://kubernetes-sigs.github.io/aws-load-balancer-controller/
     latest/guide/ingress/annotations/)."""
-    model = settings.model_service
     attributes = ["routing.http.drop_invalid_header_fields.enabled=true"]
-    if settings.production:
+    if identity.production:
         attributes.append("deletion_protection.enabled=true")
     annotations: dict[str, pulumi.Input[str]] = {
         "alb.ingress.kubernetes.io/scheme": model.scheme,
@@ -164,7 +165,7 @@ def ingress_annotations(settings: StackSettings, certificate_arn: pulumi.Input[s
         "alb.ingress.kubernetes.io/load-balancer-attributes": ",".join(attributes) if access_log_bucket is None
         else pulumi.Output.concat(",".join(attributes), ",access_logs.s3.enabled=true,access_logs.s3.bucket=",
                                   access_log_bucket, f",access_logs.s3.prefix={ACCESS_LOG_PREFIX}"),
-        "alb.ingress.kubernetes.io/tags": ",".join(f"{k}={v}" for k, v in settings.tags.items()),
+        "alb.ingress.kubernetes.io/tags": ",".join(f"{k}={v}" for k, v in identity.tags.items()),
     }
     if certificate_arn is not None:
         annotations.update({
@@ -195,9 +196,9 @@ class ModelService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:workload:ModelService", name, None, opts)
-        settings, model = args.settings, args.settings.model_service
+        identity, model = args.identity, args.model
         child = pulumi.ResourceOptions(parent=self)
-        selector = labels(settings)
+        selector = labels(identity)
 
         def metadata(object_name: str, annotations: dict[str, pulumi.Input[str]] | None = None,
                      ) -> k8s.meta.v1.ObjectMetaArgsDict:
@@ -227,7 +228,7 @@ class ModelService(pulumi.ComponentResource):
                   # EFS grows as needed; Kubernetes requires a size anyway.
                   "resources": {"requests": {"storage": "10Gi"}}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace],
-                                        retain_on_delete=settings.retain_data_on_destroy),
+                                        retain_on_delete=args.retain_data_on_destroy),
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -239,7 +240,7 @@ class ModelService(pulumi.ComponentResource):
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
                 "template": {
                     "metadata": {"labels": selector},
-                    "spec": pod_spec(settings, args.image_ref, args.model_sha256, claim.metadata.name,
+                    "spec": pod_spec(identity, model, args.image_ref, args.model_sha256, claim.metadata.name,
                                      service_account.metadata.name),
                 },
             },
@@ -256,7 +257,7 @@ class ModelService(pulumi.ComponentResource):
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
-            metadata=metadata(APP_NAME, annotations=ingress_annotations(settings, args.certificate_arn,
+            metadata=metadata(APP_NAME, annotations=ingress_annotations(identity, model, args.certificate_arn,
                                                                         args.web_acl_arn, args.access_log_bucket)),
             spec={
                 "ingress_class_name": args.ingress_class,

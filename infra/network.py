@@ -8,13 +8,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import StackSettings
+from infra.identity import StackIdentity
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    vpc_cidr: str
+    # (private, public) CIDR per zone, in zone order (infra/addressing.py).
+    subnet_cidrs: Sequence[tuple[str, str]]
+    nat_gateways: str  # single or perAz
     provider: aws.Provider
+    availability_zones: Sequence[str] = ()  # empty: the region's first len(subnet_cidrs) standard zones
 
 
 class Network(pulumi.ComponentResource):
@@ -27,27 +32,28 @@ class Network(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:network:Network", name, None, opts)
-        settings = args.settings
+        identity = args.identity
+        zone_count = len(args.subnet_cidrs)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(provider=args.provider)
 
-        self.zones = list(settings.availability_zones) or aws.get_availability_zones(
+        self.zones = list(args.availability_zones) or aws.get_availability_zones(
             state="available",
             # Local and Wavelength zones cannot host EKS control-plane ENIs.
             filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
             opts=invoke,
-        ).names[: settings.az_count]
-        if len(self.zones) < settings.zone_count:
+        ).names[:zone_count]
+        if len(self.zones) < zone_count:
             raise ValueError(
-                f"region {settings.region} offers {len(self.zones)} standard zones, azCount asks for "
-                f"{settings.zone_count}: pulumi config set azCount {len(self.zones)}")
+                f"region {identity.region} offers {len(self.zones)} standard zones, azCount asks for "
+                f"{zone_count}: pulumi config set azCount {len(self.zones)}")
 
         def tags(resource: str, **extra: str) -> dict[str, str]:
-            return {**settings.tags, "Name": f"{settings.name}-{resource}", **extra}
+            return {**identity.tags, "Name": f"{identity.name}-{resource}", **extra}
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=settings.vpc_cidr,
+            cidr_block=args.vpc_cidr,
             # EKS requires both for node registration and private endpoint DNS
             # (https://docs.aws.amazon.com/eks/latest/userguide/network-reqs.html).
             enable_dns_support=True,
@@ -67,10 +73,10 @@ class Network(pulumi.ComponentResource):
 
         # Load balancer controller discovers subnets by these tags
         # (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/subnet_discovery/).
-        cluster_tag = {f"kubernetes.io/cluster/{settings.name}": "shared"}
+        cluster_tag = {f"kubernetes.io/cluster/{identity.name}": "shared"}
         public_subnets: list[aws.ec2.Subnet] = []
         private_subnets: list[aws.ec2.Subnet] = []
-        for zone, (private_cidr, public_cidr) in zip(self.zones, settings.subnet_cidrs, strict=True):
+        for zone, (private_cidr, public_cidr) in zip(self.zones, args.subnet_cidrs, strict=True):
             public = aws.ec2.Subnet(
                 f"{name}-public-{zone}",
                 vpc_id=vpc.id,
@@ -96,7 +102,7 @@ class Network(pulumi.ComponentResource):
 
         # perAz: each zone's private traffic leaves through its own NAT gateway and survives the
         # loss of another zone; single: one gateway, in the first zone, for all of them.
-        nat_count = len(self.zones) if settings.nat_gateways == "perAz" else 1
+        nat_count = len(self.zones) if args.nat_gateways == "perAz" else 1
         nat_gateways: dict[str, aws.ec2.NatGateway] = {}
         for zone, public in list(zip(self.zones, public_subnets, strict=True))[:nat_count]:
             address = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags=tags(f"nat-{zone}"), opts=child)
@@ -128,7 +134,7 @@ class Network(pulumi.ComponentResource):
         aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{settings.region}.s3",
+            service_name=f"com.amazonaws.{identity.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[table.id for table in private_route_tables],
             tags=tags("s3"),
@@ -136,7 +142,7 @@ class Network(pulumi.ComponentResource):
         )
 
         self.vpc_id = vpc.id
-        self.vpc_cidr = settings.vpc_cidr
+        self.vpc_cidr = args.vpc_cidr
         self.private_subnet_ids_per_zone = [subnet.id for subnet in private_subnets]
         self.private_subnet_ids = pulumi.Output.all(*self.private_subnet_ids_per_zone)
         self.public_subnet_ids = pulumi.Output.all(*[subnet.id for subnet in public_subnets])

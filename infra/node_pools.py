@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import NodePoolSettings, StackSettings
+from infra.identity import StackIdentity
+from infra.settings import NodePoolSettings
 
 POOL_LABEL = "model-serving/pool"
 # Read by the cluster autoscaler to treat a node as a GPU node before the device plugin
@@ -22,7 +23,7 @@ ROOT_DEVICE = "/dev/xvda"  # AL2023 EKS AMIs boot from this device
 
 @dataclass(frozen=True)
 class NodePoolArgs:
-    settings: StackSettings
+    identity: StackIdentity
     pool_name: str
     pool: NodePoolSettings
     cluster_name: pulumi.Input[str]
@@ -44,13 +45,13 @@ class NodePool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:nodes:NodePool", name, None, opts)
-        settings, pool = args.settings, args.pool
+        identity, pool = args.identity, args.pool
         child = pulumi.ResourceOptions(parent=self)
-        tags = {**settings.tags, "Name": f"{settings.name}-{args.pool_name}", "node-pool": args.pool_name}
+        tags = {**identity.tags, "Name": f"{identity.name}-{args.pool_name}", "node-pool": args.pool_name}
 
         launch_template = aws.ec2.LaunchTemplate(
             f"{name}-nodes",
-            description=f"Nodes of pool {args.pool_name} in {settings.name}",
+            description=f"Nodes of pool {args.pool_name} in {identity.name}",
             metadata_options={
                 "http_endpoint": "enabled",
                 # IMDSv2 only, one hop: pods (one hop further away) cannot take the node's credentials.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import StackSettings
+from infra.identity import StackIdentity
 
 SCAN_TYPES = {"basic": "BASIC", "enhanced": "ENHANCED"}
 # Basic scanning can only scan on push; Inspector rescans continuously.
@@ -24,7 +24,9 @@ SCAN_FREQUENCIES = {"basic": "SCAN_ON_PUSH", "enhanced": "CONTINUOUS_SCAN"}
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    keep_images: int  # tagged images kept; older ones expire
+    scanning: str  # basic or enhanced
 
 
 def lifecycle_policy(keep_images: int) -> str:
@@ -54,27 +56,27 @@ class Registry(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:registry:Registry", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         repository = aws.ecr.Repository(
             f"{name}-model-server",
-            name=f"{settings.name}/model-server",
+            name=f"{identity.name}/model-server",
             # A tag, once pushed, always means the same image: deployments are reproducible.
             image_tag_mutability="IMMUTABLE",
             encryption_configurations=[{"encryption_type": "KMS"}],
             force_delete=False,
-            tags=settings.tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=settings.production),
+            tags=identity.tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=identity.production),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-model-server",
             repository=repository.name,
-            policy=lifecycle_policy(settings.ecr_keep_images),
+            policy=lifecycle_policy(args.keep_images),
             opts=pulumi.ResourceOptions(parent=self),
         )
         aws.ecr.RegistryScanningConfiguration(
             f"{name}-scanning",
-            scan_type=SCAN_TYPES[settings.ecr_scanning],
-            rules=[{"scan_frequency": SCAN_FREQUENCIES[settings.ecr_scanning],
+            scan_type=SCAN_TYPES[args.scanning],
+            rules=[{"scan_frequency": SCAN_FREQUENCIES[args.scanning],
                     "repository_filters": [{"filter": repository.name, "filter_type": "WILDCARD"}]}],
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.identity import StackIdentity
 from infra.model_service import ACCESS_LOG_PREFIX as PREFIX
-from infra.settings import StackSettings
 
 
 @dataclass(frozen=True)
 class AccessLogsArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    retention_days: int
+    retain_data_on_destroy: bool
     account_id: str
     provider: aws.Provider
 
@@ -39,14 +41,14 @@ class AccessLogs(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AccessLogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:AccessLogs", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(
-            f"{name}-bucket", bucket=f"{settings.name}-{args.account_id}-alb-logs",
+            f"{name}-bucket", bucket=f"{identity.name}-{args.account_id}-alb-logs",
             # Logs are data: kept on destroy unless the stack says otherwise, like the volumes.
-            force_destroy=not settings.retain_data_on_destroy, tags=settings.tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=settings.production,
-                                        retain_on_delete=settings.retain_data_on_destroy))
+            force_destroy=not args.retain_data_on_destroy, tags=identity.tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=identity.production,
+                                        retain_on_delete=args.retain_data_on_destroy))
         aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
             ignore_public_acls=True, restrict_public_buckets=True, opts=child)
@@ -58,7 +60,7 @@ class AccessLogs(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-expiry", bucket=bucket.id, rules=[{
                 "id": "expire-access-logs", "status": "Enabled", "filter": {"prefix": f"{PREFIX}/"},
-                "expiration": {"days": settings.observability.access_log_retention_days}}], opts=child)
+                "expiration": {"days": args.retention_days}}], opts=child)
         elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(provider=args.provider))
         policy = aws.s3.BucketPolicy(
             f"{name}-policy", bucket=bucket.id,

@@ -5,13 +5,14 @@ requests with SigV4 (sns_configs.sigv4), so no static credentials exist anywhere
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import iam
-from infra.settings import StackSettings
+from infra.identity import StackIdentity
 
 MONITORING_NAMESPACE = "monitoring"
 ALERTMANAGER_SERVICE_ACCOUNT = "alertmanager"
@@ -19,7 +20,8 @@ ALERTMANAGER_SERVICE_ACCOUNT = "alertmanager"
 
 @dataclass(frozen=True)
 class AlertingArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    alert_emails: Sequence[str]
     cluster_name: pulumi.Input[str]
 
 
@@ -34,13 +36,13 @@ class Alerting(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AlertingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:Alerting", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
         topic = aws.sns.Topic(
-            f"{name}-alerts", name=f"{settings.name}-alerts",
+            f"{name}-alerts", name=f"{identity.name}-alerts",
             # Encrypted at rest with the account's AWS managed SNS key (email delivery needs no key policy).
-            kms_master_key_id="alias/aws/sns", tags=settings.tags, opts=child)
-        for email in settings.observability.alert_emails:
+            kms_master_key_id="alias/aws/sns", tags=identity.tags, opts=child)
+        for email in args.alert_emails:
             aws.sns.TopicSubscription(
                 f"{name}-email-{re.sub(r'[^a-z0-9]+', '-', email.lower())}", topic=topic.arn, protocol="email",
                 endpoint=email, opts=child)
@@ -48,5 +50,5 @@ class Alerting(pulumi.ComponentResource):
         self.identity = iam.pod_identity_role(
             f"{name}-alertmanager", cluster_name=args.cluster_name, namespace=MONITORING_NAMESPACE,
             service_account=ALERTMANAGER_SERVICE_ACCOUNT, policy=topic.arn.apply(publish_policy),
-            partition=settings.partition, tags=settings.tags, opts=child)
+            partition=identity.partition, tags=identity.tags, opts=child)
         self.register_outputs({"topicArn": self.topic_arn})

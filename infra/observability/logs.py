@@ -15,8 +15,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
+from infra.identity import StackIdentity
 from infra.platform import helm
-from infra.settings import StackSettings
 
 SERVICE_ACCOUNT = "aws-for-fluent-bit"
 WRITE_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
@@ -24,13 +24,14 @@ WRITE_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogS
 
 @dataclass(frozen=True)
 class ContainerLogsArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    retention_days: int
     cluster_name: pulumi.Input[str]
     wait_for: Sequence[pulumi.Resource] = ()
 
 
-def log_group_name(settings: StackSettings) -> str:
-    return f"/aws/eks/{settings.name}/containers"
+def log_group_name(identity: StackIdentity) -> str:
+    return f"/aws/eks/{identity.name}/containers"
 
 
 def write_policy(group_arn: str) -> str:
@@ -40,11 +41,11 @@ def write_policy(group_arn: str) -> str:
                                  "Resource": [group, f"{group}:log-stream:*"]}])
 
 
-def fluent_bit_values(settings: StackSettings) -> dict[str, Any]:
+def fluent_bit_values(identity: StackIdentity) -> dict[str, Any]:
     return {
         "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
         "cloudWatchLogs": {
-            "enabled": True, "region": settings.region, "logGroupName": log_group_name(settings),
+            "enabled": True, "region": identity.region, "logGroupName": log_group_name(identity),
             "logStreamPrefix": "", "logStreamTemplate": "$kubernetes['namespace_name'].$kubernetes['pod_name']"
                                                         ".$kubernetes['container_name']",
             "autoCreateGroup": False,
@@ -65,15 +66,15 @@ class ContainerLogs(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ContainerLogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:ContainerLogs", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
         group = aws.cloudwatch.LogGroup(
-            f"{name}-containers", name=log_group_name(settings),
-            retention_in_days=settings.observability.log_retention_days, tags=settings.tags, opts=child)
-        identity = iam.pod_identity_role(
+            f"{name}-containers", name=log_group_name(identity),
+            retention_in_days=args.retention_days, tags=identity.tags, opts=child)
+        pod_identity = iam.pod_identity_role(
             f"{name}-fluent-bit", cluster_name=args.cluster_name, namespace=helm.NAMESPACE,
-            service_account=SERVICE_ACCOUNT, policy=group.arn.apply(write_policy), partition=settings.partition,
-            tags=settings.tags, opts=child)
-        helm.chart("aws-for-fluent-bit", fluent_bit_values(settings), [*args.wait_for, identity, group], child)
-        self.log_group_name = log_group_name(settings)
+            service_account=SERVICE_ACCOUNT, policy=group.arn.apply(write_policy), partition=identity.partition,
+            tags=identity.tags, opts=child)
+        helm.chart("aws-for-fluent-bit", fluent_bit_values(identity), [*args.wait_for, pod_identity, group], child)
+        self.log_group_name = log_group_name(identity)
         self.register_outputs({"logGroupName": self.log_group_name})

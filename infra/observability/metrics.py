@@ -21,7 +21,7 @@ from infra.node_pools import ACCELERATOR_LABEL, GPU_RESOURCE, POOL_LABEL
 from infra.observability.alerting import ALERTMANAGER_SERVICE_ACCOUNT, MONITORING_NAMESPACE
 from infra.platform import helm
 from infra.platform.storage import BLOCK_STORAGE_CLASS
-from infra.settings import StackSettings
+from infra.settings import ObservabilitySettings
 
 # Names of the chart's objects: fullnameOverride "monitoring" → monitoring-prometheus, ...
 FULLNAME = "monitoring"
@@ -38,7 +38,10 @@ def resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MetricsStackArgs:
-    settings: StackSettings
+    observability: ObservabilitySettings
+    region: str
+    system_pool: str  # where Prometheus, Alertmanager, Grafana and the operator run
+    has_gpu_pool: bool  # GPU metrics (dcgm-exporter) only with one
     alert_topic_arn: pulumi.Input[str]
     # Children do not inherit a component's depends_on.
     wait_for: Sequence[pulumi.Resource] = ()
@@ -64,9 +67,9 @@ def alertmanager_config(topic_arn: pulumi.Input[str], region: str) -> dict[str, 
     }
 
 
-def stack_values(settings: StackSettings, topic_arn: pulumi.Input[str]) -> dict[str, Any]:
-    observability = settings.observability
-    system = {POOL_LABEL: settings.system_pool}
+def stack_values(args: MetricsStackArgs) -> dict[str, Any]:
+    observability = args.observability
+    system = {POOL_LABEL: args.system_pool}
     everywhere = [{"operator": "Exists"}]  # node-level agents run on every node, GPU nodes included
     return {
         "fullnameOverride": FULLNAME,
@@ -96,7 +99,7 @@ def stack_values(settings: StackSettings, topic_arn: pulumi.Input[str]) -> dict[
         }},
         "alertmanager": {
             "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
-            "config": alertmanager_config(topic_arn, settings.region),
+            "config": alertmanager_config(args.alert_topic_arn, args.region),
             "alertmanagerSpec": {"nodeSelector": system, "resources": resources("20m", "64Mi", "128Mi")},
         },
         "grafana": {
@@ -128,7 +131,6 @@ class MetricsStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MetricsStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:MetricsStack", name, None, opts)
-        settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": MONITORING_NAMESPACE}, opts=child)
         password = random.RandomPassword(f"{name}-grafana-admin", length=32, special=False, opts=child)
@@ -138,9 +140,9 @@ class MetricsStack(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": password.result},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]))
         in_namespace = [*args.wait_for, namespace, secret]
-        self.stack_chart = helm.chart("kube-prometheus-stack", stack_values(settings, args.alert_topic_arn),
+        self.stack_chart = helm.chart("kube-prometheus-stack", stack_values(args),
                                       in_namespace, child, namespace=MONITORING_NAMESPACE)
-        if settings.has_gpu_pool:
+        if args.has_gpu_pool:
             # Its ServiceMonitor needs the operator's CRDs.
             helm.chart("dcgm-exporter", dcgm_values(), [*in_namespace, self.stack_chart], child,
                        namespace=MONITORING_NAMESPACE)

@@ -12,12 +12,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import model_service
+from infra.identity import StackIdentity
 from infra.model_image import METRICS_PATH
 from infra.observability.alert_rules import rule_groups
 from infra.observability.alerting import MONITORING_NAMESPACE
 from infra.observability.dashboard import dashboard_json
 from infra.platform import helm
-from infra.settings import StackSettings
+from infra.settings import ObservabilitySettings
 
 MONITORING_API = "monitoring.coreos.com/v1"
 SCRAPE_INTERVAL = "15s"
@@ -30,16 +31,18 @@ GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the chart's sidecar loads Confi
 
 @dataclass(frozen=True)
 class ModelMonitoringArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    observability: ObservabilitySettings
+    has_gpu_pool: bool
     wait_for: Sequence[pulumi.Resource] = ()
 
 
-def model_pod_monitor(settings: StackSettings) -> dict[str, object]:
+def model_pod_monitor(identity: StackIdentity) -> dict[str, object]:
     return {
         "apiVersion": MONITORING_API, "kind": "PodMonitor",
         "metadata": {"name": model_service.APP_NAME, "namespace": model_service.NAMESPACE},
         "spec": {
-            "selector": {"matchLabels": model_service.labels(settings)},
+            "selector": {"matchLabels": model_service.labels(identity)},
             "podMetricsEndpoints": [{
                 "port": model_service.PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
                 # The server's own `endpoint` label (infer, ready...) must win over the target label
@@ -59,8 +62,7 @@ def autoscaler_service_monitor() -> dict[str, object]:
     }
 
 
-def prometheus_rule(settings: StackSettings) -> dict[str, object]:
-    observability = settings.observability
+def prometheus_rule(observability: ObservabilitySettings) -> dict[str, object]:
     return {
         "apiVersion": MONITORING_API, "kind": "PrometheusRule",
         "metadata": {"name": "model-serving", "namespace": MONITORING_NAMESPACE},
@@ -71,11 +73,10 @@ def prometheus_rule(settings: StackSettings) -> dict[str, object]:
 class ModelMonitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:ModelMonitoring", name, None, opts)
-        settings = args.settings
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.wait_for))
-        for suffix, manifest in (("pod-monitor", model_pod_monitor(settings)),
+        for suffix, manifest in (("pod-monitor", model_pod_monitor(args.identity)),
                                  ("autoscaler-monitor", autoscaler_service_monitor()),
-                                 ("alert-rules", prometheus_rule(settings))):
+                                 ("alert-rules", prometheus_rule(args.observability))):
             metadata = manifest["metadata"]
             k8s.apiextensions.CustomResource(
                 f"{name}-{suffix}", api_version=MONITORING_API, kind=str(manifest["kind"]),
@@ -84,6 +85,6 @@ class ModelMonitoring(pulumi.ComponentResource):
             f"{name}-dashboard",
             metadata={"name": "model-serving-dashboard", "namespace": MONITORING_NAMESPACE,
                       "labels": {GRAFANA_DASHBOARD_LABEL: "1"}},
-            data={"model-serving.json": dashboard_json(with_gpu=settings.has_gpu_pool)},
+            data={"model-serving.json": dashboard_json(with_gpu=args.has_gpu_pool)},
             opts=after)
         self.register_outputs({})

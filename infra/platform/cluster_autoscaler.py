@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pulumi
 
 from infra import iam
+from infra.identity import StackIdentity
 from infra.node_pools import POOL_LABEL
 from infra.platform import helm
-from infra.settings import StackSettings
 from infra.versions import KUBERNETES_RELEASES
 
 SERVICE_ACCOUNT = "cluster-autoscaler"
@@ -30,21 +30,23 @@ READ_ACTIONS = [
 WRITE_ACTIONS = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
 
 
-def autoscaler_policy(settings: StackSettings, account_id: str) -> str:
+def autoscaler_policy(identity: StackIdentity, account_id: str) -> str:
     return iam.policy_document([
         {"Sid": "Discover", "Effect": "Allow", "Action": READ_ACTIONS, "Resource": "*"},
         # EKS tags each managed node group's Auto Scaling group k8s.io/cluster-autoscaler/<cluster>=owned.
         {"Sid": "ScaleThisClustersGroups", "Effect": "Allow", "Action": WRITE_ACTIONS, "Resource": "*",
          "Condition": {"StringEquals": {
-             f"aws:ResourceTag/k8s.io/cluster-autoscaler/{settings.name}": "owned"}}},
+             f"aws:ResourceTag/k8s.io/cluster-autoscaler/{identity.name}": "owned"}}},
         {"Sid": "ReadNodeGroupLabelsAndTaints", "Effect": "Allow", "Action": ["eks:DescribeNodegroup"],
-         "Resource": f"arn:{settings.partition}:eks:{settings.region}:{account_id}:nodegroup/{settings.name}/*/*"},
+         "Resource": f"arn:{identity.partition}:eks:{identity.region}:{account_id}:nodegroup/{identity.name}/*/*"},
     ])
 
 
 @dataclass(frozen=True)
 class ClusterAutoscalerArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    kubernetes_version: str
+    system_pool: str  # the pool that always has nodes: where the autoscaler runs
     cluster_name: pulumi.Input[str]
     account_id: str
     wait_for: Sequence[pulumi.Resource] = ()
@@ -53,19 +55,19 @@ class ClusterAutoscalerArgs:
 class ClusterAutoscaler(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:platform:ClusterAutoscaler", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
-        identity = iam.pod_identity_role(
+        pod_identity = iam.pod_identity_role(
             f"{name}-autoscaler", cluster_name=args.cluster_name, namespace=helm.NAMESPACE,
-            service_account=SERVICE_ACCOUNT, policy=autoscaler_policy(settings, args.account_id),
-            partition=settings.partition, tags=settings.tags, opts=child)
+            service_account=SERVICE_ACCOUNT, policy=autoscaler_policy(identity, args.account_id),
+            partition=identity.partition, tags=identity.tags, opts=child)
         helm.chart("cluster-autoscaler", {
             "cloudProvider": "aws",
-            "awsRegion": settings.region,  # nodes allow one IMDS hop: pods cannot look it up
+            "awsRegion": identity.region,  # nodes allow one IMDS hop: pods cannot look it up
             "autoDiscovery": {"clusterName": args.cluster_name},
-            "image": {"tag": KUBERNETES_RELEASES[settings.kubernetes_version].cluster_autoscaler_image_tag},
+            "image": {"tag": KUBERNETES_RELEASES[args.kubernetes_version].cluster_autoscaler_image_tag},
             "rbac": {"serviceAccount": {"create": True, "name": SERVICE_ACCOUNT}},
-            "nodeSelector": {POOL_LABEL: settings.system_pool},
+            "nodeSelector": {POOL_LABEL: args.system_pool},
             "priorityClassName": helm.CLUSTER_CRITICAL,
             # Memory grows with the number of nodes and pods it simulates; ample for hundreds of nodes.
             "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"memory": "1Gi"}},
@@ -82,5 +84,5 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 "skip-nodes-with-local-storage": False,
                 "max-node-provision-time": "15m",
             },
-        }, [*args.wait_for, identity], child)
+        }, [*args.wait_for, pod_identity], child)
         self.register_outputs({})

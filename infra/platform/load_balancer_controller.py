@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pulumi
 
 from infra import iam
+from infra.identity import StackIdentity
 from infra.node_pools import POOL_LABEL
 from infra.platform import helm
 from infra.platform.webhook_tls import WebhookCertificate
-from infra.settings import StackSettings
 
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 # The chart's names for the controller's pods and its webhook Service (release name
@@ -37,17 +37,17 @@ WAFV2_ACTIONS = ["wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:Associa
                  "wafv2:DisassociateWebACL", "elasticloadbalancing:SetWebAcl"]
 
 
-def controller_policy(settings: StackSettings, account_id: str) -> str:
+def controller_policy(identity: StackIdentity, account_id: str, waf_enabled: bool) -> str:
     """The controller's permissions for chart 3.5.0, derived from AWS's published policy for that
     version (docs/install/iam_policy.json in kubernetes-sigs/aws-load-balancer-controller), tightened:
     resources are limited to this region and account, writes to resources tagged for this cluster.
     Shield and classic WAF are never used (the Helm values turn them off), and WAFv2 only when the
     stack's WAF is on, with exactly the actions it needs."""
-    arn = f"arn:{settings.partition}"
-    ec2 = f"{arn}:ec2:{settings.region}:{account_id}"
-    elb = f"{arn}:elasticloadbalancing:{settings.region}:{account_id}"
-    ours = {"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": settings.name}}
-    tagging_ours = {"StringEquals": {f"aws:RequestTag/{CLUSTER_TAG}": settings.name}}
+    arn = f"arn:{identity.partition}"
+    ec2 = f"{arn}:ec2:{identity.region}:{account_id}"
+    elb = f"{arn}:elasticloadbalancing:{identity.region}:{account_id}"
+    ours = {"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": identity.name}}
+    tagging_ours = {"StringEquals": {f"aws:RequestTag/{CLUSTER_TAG}": identity.name}}
     balancers = [f"{elb}:targetgroup/*/*", f"{elb}:loadbalancer/net/*/*", f"{elb}:loadbalancer/app/*/*"]
     return iam.policy_document([
         {"Sid": "CreateServiceLinkedRole", "Effect": "Allow", "Action": ["iam:CreateServiceLinkedRole"],
@@ -74,7 +74,7 @@ def controller_policy(settings: StackSettings, account_id: str) -> str:
         {"Sid": "TagNewSecurityGroup", "Effect": "Allow", "Action": ["ec2:CreateTags"],
          "Resource": f"{ec2}:security-group/*",
          "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup",
-                                        f"aws:RequestTag/{CLUSTER_TAG}": settings.name}}},
+                                        f"aws:RequestTag/{CLUSTER_TAG}": identity.name}}},
         {"Sid": "RetagOwnSecurityGroups", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
          "Resource": f"{ec2}:security-group/*", "Condition": ours},
         {"Sid": "ManageOwnSecurityGroups", "Effect": "Allow", "Resource": "*", "Condition": ours, "Action": [
@@ -100,7 +100,7 @@ def controller_policy(settings: StackSettings, account_id: str) -> str:
         {"Sid": "TagNewBalancers", "Effect": "Allow", "Action": ["elasticloadbalancing:AddTags"],
          "Resource": balancers, "Condition": {
              "StringEquals": {"elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer"],
-                              f"aws:RequestTag/{CLUSTER_TAG}": settings.name}}},
+                              f"aws:RequestTag/{CLUSTER_TAG}": identity.name}}},
         {"Sid": "RegisterTargets", "Effect": "Allow", "Resource": f"{elb}:targetgroup/*/*", "Action": [
             "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]},
         {"Sid": "ManageListenerSettings", "Effect": "Allow", "Resource": "*", "Action": [
@@ -108,13 +108,15 @@ def controller_policy(settings: StackSettings, account_id: str) -> str:
             "elasticloadbalancing:RemoveListenerCertificates", "elasticloadbalancing:ModifyRule",
             "elasticloadbalancing:SetRulePriorities"]},
         *([{"Sid": "AttachWebAcl", "Effect": "Allow", "Resource": "*", "Action": WAFV2_ACTIONS}]
-          if settings.model_service.waf.enabled else []),
+          if waf_enabled else []),
     ])
 
 
 @dataclass(frozen=True)
 class LoadBalancerControllerArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    system_pool: str  # the pool that always has nodes: where the controller runs
+    waf_enabled: bool  # the stack has a WAFv2 web ACL: the controller attaches it, with the permissions for it
     cluster_name: pulumi.Input[str]
     account_id: str
     vpc_id: pulumi.Input[str]
@@ -126,18 +128,18 @@ class LoadBalancerController(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:platform:LoadBalancerController", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
-        identity = iam.pod_identity_role(
+        pod_identity = iam.pod_identity_role(
             f"{name}-controller", cluster_name=args.cluster_name, namespace=helm.NAMESPACE,
-            service_account=SERVICE_ACCOUNT, policy=controller_policy(settings, args.account_id),
-            partition=settings.partition, tags=settings.tags, opts=child)
+            service_account=SERVICE_ACCOUNT, policy=controller_policy(identity, args.account_id, args.waf_enabled),
+            partition=identity.partition, tags=identity.tags, opts=child)
         webhook = WebhookCertificate.create(f"{name}-webhook", service=WEBHOOK_SERVICE, namespace=helm.NAMESPACE,
                                             opts=child)
         self.release = helm.release("aws-load-balancer-controller", {
             "clusterName": args.cluster_name,
             # Nodes allow one IMDS hop, so pods cannot look these up: pass them in.
-            "region": settings.region,
+            "region": identity.region,
             "vpcId": args.vpc_id,
             "replicaCount": 2,
             "podDisruptionBudget": {"maxUnavailable": 1},
@@ -145,7 +147,7 @@ class LoadBalancerController(pulumi.ComponentResource):
             "priorityClassName": helm.CLUSTER_CRITICAL,
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
             "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
-            "nodeSelector": {POOL_LABEL: settings.system_pool},
+            "nodeSelector": {POOL_LABEL: args.system_pool},
             "ingressClass": INGRESS_CLASS,
             "createIngressClassResource": True,
             "webhookTLS": {"caCert": webhook.ca_pem, "cert": webhook.cert_pem, "key": webhook.key_pem},
@@ -156,8 +158,8 @@ class LoadBalancerController(pulumi.ComponentResource):
             # when the stack has a web ACL (with it on, the controller checks every ALB's association).
             "enableShield": False,
             "enableWaf": False,
-            "enableWafv2": settings.model_service.waf.enabled,
+            "enableWafv2": args.waf_enabled,
             # Load balancers and target groups the controller creates carry the stack's tags too.
-            "defaultTags": settings.tags,
-        }, [*args.wait_for, identity], child)
+            "defaultTags": identity.tags,
+        }, [*args.wait_for, pod_identity], child)
         self.register_outputs({"ingressClass": INGRESS_CLASS})

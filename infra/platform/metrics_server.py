@@ -12,7 +12,6 @@ import pulumi
 
 from infra.node_pools import POOL_LABEL
 from infra.platform import helm
-from infra.settings import StackSettings
 
 # The chart's pod labels for release name metrics-server.
 POD_LABELS = {"app.kubernetes.io/name": "metrics-server", "app.kubernetes.io/instance": "metrics-server"}
@@ -20,7 +19,7 @@ POD_LABELS = {"app.kubernetes.io/name": "metrics-server", "app.kubernetes.io/ins
 
 @dataclass(frozen=True)
 class MetricsServerArgs:
-    settings: StackSettings
+    system_pool: str  # the pool that always has nodes
     wait_for: Sequence[pulumi.Resource] = ()
 
 
@@ -33,6 +32,6 @@ class MetricsServer(pulumi.ComponentResource):
             "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
             # The chart's own requests, plus a memory limit: its use grows with nodes and pods.
             "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "500Mi"}},
-            "nodeSelector": {POOL_LABEL: args.settings.system_pool},
+            "nodeSelector": {POOL_LABEL: args.system_pool},
         }, args.wait_for, pulumi.ResourceOptions(parent=self))
         self.register_outputs({})

@@ -15,8 +15,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.identity import StackIdentity
 from infra.model_image import SERVER_UID
-from infra.settings import StackSettings
 
 BLOCK_STORAGE_CLASS = "gp3"
 SHARED_STORAGE_CLASS = "efs-shared"
@@ -25,7 +25,8 @@ NFS_PORT = 2049
 
 @dataclass(frozen=True)
 class StorageArgs:
-    settings: StackSettings
+    identity: StackIdentity
+    retain_data_on_destroy: bool
     vpc_id: pulumi.Input[str]
     vpc_cidr: str
     private_subnet_ids: Sequence[pulumi.Input[str]]
@@ -37,9 +38,9 @@ class Storage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:platform:Storage", name, None, opts)
-        settings = args.settings
+        identity = args.identity
         child = pulumi.ResourceOptions(parent=self)
-        reclaim_policy = "Retain" if settings.retain_data_on_destroy else "Delete"
+        reclaim_policy = "Retain" if args.retain_data_on_destroy else "Delete"
 
         k8s.storage.v1.StorageClass(
             f"{name}-{BLOCK_STORAGE_CLASS}",
@@ -56,11 +57,11 @@ class Storage(pulumi.ComponentResource):
 
         security_group = aws.ec2.SecurityGroup(
             f"{name}-efs",
-            description=f"NFS to the shared file system of {settings.name}, from inside the VPC only",
+            description=f"NFS to the shared file system of {identity.name}, from inside the VPC only",
             vpc_id=args.vpc_id,
             ingress=[{"protocol": "tcp", "from_port": NFS_PORT, "to_port": NFS_PORT,
                       "cidr_blocks": [args.vpc_cidr], "description": "NFS from the VPC"}],
-            tags={**settings.tags, "Name": f"{settings.name}-efs"},
+            tags={**identity.tags, "Name": f"{identity.name}-efs"},
             opts=child,
         )
         file_system = aws.efs.FileSystem(
@@ -70,9 +71,9 @@ class Storage(pulumi.ComponentResource):
             throughput_mode="elastic",
             # Prediction logs are written once and rarely read: let old ones move to cheaper storage.
             lifecycle_policies=[{"transition_to_ia": "AFTER_30_DAYS"}],
-            tags={**settings.tags, "Name": f"{settings.name}-shared"},
-            opts=pulumi.ResourceOptions(parent=self, protect=settings.production,
-                                        retain_on_delete=settings.retain_data_on_destroy),
+            tags={**identity.tags, "Name": f"{identity.name}-shared"},
+            opts=pulumi.ResourceOptions(parent=self, protect=identity.production,
+                                        retain_on_delete=args.retain_data_on_destroy),
         )
         self.mount_targets = [
             aws.efs.MountTarget(f"{name}-shared-{index}", file_system_id=file_system.id, subnet_id=subnet_id,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from infra import addressing, instance_types
+from infra.identity import StackIdentity
 from infra.settings.fields import (
     CertificateArn,
     CpuQuantity,
@@ -283,6 +284,11 @@ class StackSettings(ConfigModel):
         are invisible to previews' per-resource diffs and to our offline synthesis)."""
         return {"project": self.project, "stack": self.stack, "environment": self.environment,
                 "managed-by": "pulumi"}
+
+    @property
+    def identity(self) -> StackIdentity:
+        return StackIdentity(name=self.name, project=self.project, tags=self.tags, partition=self.partition,
+                             region=self.region, production=self.production)
 
 
 def zone_count(availability_zones: list[str], az_count: int) -> int:
