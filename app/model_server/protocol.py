@@ -95,7 +95,9 @@ def _as_rows(model: Model, array: np.ndarray, shape: list[int], where: str) -> n
 
 def _check_shape(model: Model, declared: Any, where: str) -> list[int]:
     features = model.n_features
-    if not isinstance(declared, list) or not all(isinstance(n, int) and n >= 0 for n in declared):
+    # bool is an int to Python, not to the protocol.
+    if not isinstance(declared, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in declared):
         raise BadRequest(f"{where}.shape: expected a list of non-negative integers, got {declared!r}")
     shape: list[int] = [1, *declared] if len(declared) == 1 else declared
     if len(shape) != 2 or shape[1] != features:
@@ -137,7 +139,7 @@ def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequ
     parameters = tensor.get("parameters") or {}
     binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if binary_size is not None:
-        if not isinstance(binary_size, int) or binary_size < 0:
+        if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size < 0:
             raise BadRequest(f"{where}.parameters.binary_data_size: expected a non-negative integer")
         if binary_size != len(binary):
             raise BadRequest(f"{where}.parameters.binary_data_size: says {binary_size} bytes, "
@@ -170,6 +172,8 @@ def _requested_outputs(model: Model, document: dict[str, Any]) -> dict[str, bool
         if name in selected:
             raise BadRequest(f"outputs[{index}].name: {name!r} is requested twice")
         output_parameters = output.get("parameters") or {}
+        if not isinstance(output_parameters, dict):
+            raise BadRequest(f"outputs[{index}].parameters: expected an object, got {type(output_parameters).__name__}")
         selected[name] = bool(output_parameters.get("binary_data", binary_default))
     return selected
 

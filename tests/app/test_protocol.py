@@ -1,0 +1,197 @@
+"""The V2 and V1 codecs in process: bytes in, rows or a 400 naming the field out; results in, bytes
+out. The real-socket tests cover the same through the server; these pin every rule down."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from model_server import protocol
+from model_server.errors import BadRequest
+from model_server.model import Model, TensorSpec
+
+
+@pytest.fixture(scope="module")
+def estimator() -> LogisticRegression:
+    return LogisticRegression(max_iter=1000).fit(*load_iris(return_X_y=True))
+
+
+@pytest.fixture
+def model(estimator: LogisticRegression) -> Model:
+    return Model(name="iris", version="1", sha256="0" * 64, estimator=estimator, n_features=4, allows_nan=False,
+                 load_seconds=0.0, outputs={"predict": TensorSpec("predict", "INT64", [-1]),
+                                            "predict_proba": TensorSpec("predict_proba", "FP64", [-1, 3])})
+
+
+def v2(*, data: Any = None, shape: Any = None, datatype: str = "FP64", **extra: Any) -> bytes:
+    tensor = {"name": "x", "shape": [1, 4] if shape is None else shape, "datatype": datatype,
+              "data": [5.1, 3.5, 1.4, 0.2] if data is None else data}
+    return json.dumps({"inputs": [tensor], **extra}).encode()
+
+
+def refused(model: Model, body: bytes, header: int | None = None) -> str:
+    with pytest.raises(BadRequest) as caught:
+        protocol.decode_v2(model, body, header)
+    return caught.value.message
+
+
+def test_flat_and_nested_json_decode_to_float_rows(model: Model) -> None:
+    flat = protocol.decode_v2(model, v2(), None)
+    nested = protocol.decode_v2(model, v2(data=[[5.1, 3.5, 1.4, 0.2]]), None)
+    assert flat.rows.dtype == np.float64 and flat.rows.tolist() == nested.rows.tolist() == [[5.1, 3.5, 1.4, 0.2]]
+    assert flat.outputs == {"predict": False, "predict_proba": False} and flat.id is None
+
+
+def test_a_one_dimensional_shape_is_one_row(model: Model) -> None:
+    assert protocol.decode_v2(model, v2(shape=[4]), None).rows.shape == (1, 4)
+
+
+@pytest.mark.parametrize(("datatype", "inside", "outside"), [
+    ("UINT8", 255, 256), ("INT8", 127, 128), ("INT8", -128, -129), ("UINT8", 0, -1), ("INT16", 32767, 32768)])
+def test_integer_datatypes_take_exactly_their_range(model: Model, datatype: str, inside: int, outside: int) -> None:
+    assert protocol.decode_v2(model, v2(data=[inside, 1, 2, 3], datatype=datatype), None).rows[0, 0] == inside
+    assert f"values outside the range of {datatype}" in refused(model, v2(data=[outside, 1, 2, 3], datatype=datatype))
+
+
+@pytest.mark.parametrize(("data", "datatype", "message"), [
+    ([1.5, 1, 2, 3], "INT32", "datatype INT32 cannot hold fractional numbers"),
+    ([True, False, True, False], "FP64", "datatype FP64 cannot hold booleans"),
+    ([1, 2, 3, 4], "BOOL", "datatype BOOL cannot hold integers"),
+    (["a", "b", "c", "d"], "FP64", "found strings, nulls or nested objects"),
+    ([1, None, 2, 3], "FP64", "found strings, nulls or nested objects"),
+    ([[1, 2], [3]], "FP64", "rows have different lengths"),
+    ("1,2,3,4", "FP64", "expected a list of numbers"),
+])
+def test_data_that_does_not_fit_its_datatype_names_the_field(model: Model, data: Any, datatype: str,
+                                                            message: str) -> None:
+    assert message in refused(model, v2(data=data, datatype=datatype))
+
+
+def test_nesting_that_disagrees_with_the_declared_shape_is_refused(model: Model) -> None:
+    message = refused(model, v2(data=[[1, 2], [3, 4]], shape=[1, 4]))
+    assert message == "inputs[0]: nested data has shape [2, 2], but shape says [1, 4]"
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ([1, 3], "model 'iris' takes [rows, 4] (4 features per row), got [1, 3]"),
+    ([0, 4], "the tensor has no rows"),
+    ([1.5, 4], "expected a list of non-negative integers"),
+    ([True, 4], "expected a list of non-negative integers"),
+    ([-1, 4], "expected a list of non-negative integers"),
+    ("1,4", "expected a list of non-negative integers"),
+    ([1, 2, 2], "model 'iris' takes [rows, 4]"),
+])
+def test_shapes_the_model_cannot_take(model: Model, shape: Any, message: str) -> None:
+    assert message in refused(model, v2(shape=shape))
+
+
+def test_values_count_must_match_the_shape(model: Model) -> None:
+    assert refused(model, v2(shape=[2, 4])) == "inputs[0]: shape [2, 4] needs 8 values, data has 4"
+
+
+def binary_body(values: np.ndarray, size: Any = None, **extra: Any) -> tuple[bytes, int]:
+    raw = values.astype("<f4").tobytes()
+    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {
+        "binary_data_size": len(raw) if size is None else size}}], **extra}).encode()
+    return header + raw, len(header)
+
+
+def test_the_binary_tensor_extension_decodes(model: Model) -> None:
+    body, header = binary_body(np.array([5.1, 3.5, 1.4, 0.2]))
+    assert protocol.decode_v2(model, body, header).rows[0].tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
+
+
+@pytest.mark.parametrize("size", [1.5, "16", True, -1])
+def test_a_binary_size_that_is_not_a_byte_count_is_refused(model: Model, size: Any) -> None:
+    body, header = binary_body(np.array([5.1, 3.5, 1.4, 0.2]), size=size)
+    assert "binary_data_size: expected a non-negative integer" in refused(model, body, header)
+
+
+def test_a_binary_size_that_disagrees_with_the_body_is_refused(model: Model) -> None:
+    body, header = binary_body(np.array([5.1, 3.5, 1.4, 0.2]), size=12)
+    assert "says 12 bytes, the body carries 16 after the JSON header" in refused(model, body, header)
+
+
+@pytest.mark.parametrize("header", [0, 10_000])
+def test_a_header_length_outside_the_body_is_refused(model: Model, header: int) -> None:
+    assert "is not within the" in refused(model, v2(), header)
+
+
+def test_output_selection_and_per_output_binary(model: Model) -> None:
+    decoded = protocol.decode_v2(model, v2(outputs=[{"name": "predict_proba", "parameters": {"binary_data": True}},
+                                                    {"name": "predict"}]), None)
+    assert decoded.outputs == {"predict_proba": True, "predict": False}
+    results = model.predict(decoded.rows, frozenset(decoded.outputs))
+    body, header = protocol.encode_v2(model, decoded, results)
+    assert header is not None
+    document = orjson.loads(body[:header])
+    proba, predict = document["outputs"]
+    assert proba["parameters"] == {"binary_data_size": 24} and "data" not in proba
+    assert np.frombuffer(body[header:], "<f8").tolist() == pytest.approx(results["predict_proba"].ravel().tolist())
+    assert predict["data"] == results["predict"].tolist()
+
+
+@pytest.mark.parametrize(("outputs", "message"), [
+    ([], "outputs: expected a non-empty list"),
+    ([{"name": "nope"}], "outputs[0].name: model 'iris' has outputs predict, predict_proba, got 'nope'"),
+    ([{"name": "predict"}, {"name": "predict"}], "outputs[1].name: 'predict' is requested twice"),
+    ([{"name": "predict", "parameters": ["binary_data"]}], "outputs[0].parameters: expected an object, got list"),
+])
+def test_bad_output_requests(model: Model, outputs: Any, message: str) -> None:
+    assert message in refused(model, v2(outputs=outputs))
+
+
+def test_binary_output_by_default_for_the_whole_request(model: Model) -> None:
+    decoded = protocol.decode_v2(model, v2(parameters={"binary_data_output": True}), None)
+    assert decoded.outputs == {"predict": True, "predict_proba": True}
+
+
+def test_the_id_is_echoed_and_must_be_a_string(model: Model) -> None:
+    decoded = protocol.decode_v2(model, v2(id="abc"), None)
+    body, _ = protocol.encode_v2(model, decoded, model.predict(decoded.rows, frozenset(decoded.outputs)))
+    assert orjson.loads(body)["id"] == "abc"
+    assert refused(model, v2(id=7)) == "id: expected a string"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"{", "request body is not valid JSON"),
+    (b"[]", "request body: expected a JSON object with 'inputs'"),
+    (b"{}", "request.inputs: expected list, got missing"),
+    (b'{"inputs": [1, 2]}', "inputs: model 'iris' takes 1 input tensor of shape [-1, 4], got 2"),
+    (b'{"inputs": [7]}', "inputs[0]: expected an object with name, shape, datatype and data"),
+    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": [1, 2, 3, 4]}]}',
+     "inputs[0].datatype: model 'iris' takes numbers"),
+    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64"}]}', "inputs[0].data: missing"),
+])
+def test_malformed_documents_name_what_is_wrong(model: Model, body: bytes, message: str) -> None:
+    assert message in refused(model, body)
+
+
+def test_v1_instances_decode_and_encode(model: Model) -> None:
+    rows = protocol.decode_v1(model, b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}')
+    assert rows.shape == (2, 4)
+    assert orjson.loads(protocol.encode_v1(model.predict(rows, frozenset({"predict"}))["predict"])) == {
+        "predictions": [0, 2]}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"instances": []}', "instances: the list is empty"),
+    (b'{"inputs": []}', "instances: expected"),
+    (b'{"instances": [[1, 2, 3]]}', "takes rows of 4 numbers, got an array of shape [1, 3]"),
+    (b'{"instances": [1, 2, 3, 4]}', "got an array of shape [4]"),
+])
+def test_v1_refusals(model: Model, body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message.replace("[", r"\[").replace("]", r"\]")):
+        protocol.decode_v1(model, body)
+
+
+def test_string_class_labels_are_encoded_as_strings() -> None:
+    labels = np.array(["setosa", "virginica"], dtype=object)
+    assert orjson.loads(protocol.encode_v1(labels)) == {"predictions": ["setosa", "virginica"]}
+    assert protocol.jsonable(np.array(["a", "b"])) == ["a", "b"]
