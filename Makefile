@@ -5,7 +5,7 @@ STACK  ?= dev
 
 TOOLS  := tools/node_modules/.installed
 
-.PHONY: plan diff test lint typecheck unit serve model bench image clean
+.PHONY: plan diff test lint typecheck unit serve model bench image mutation clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
@@ -56,9 +56,15 @@ model: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PYTHON) bench/run.py --json bench/results.json
 
+## mutation: mutation scores of the modules where a silent bug hurts most (slow; not part of `make test`)
+## (tools/mutation.py says how; MUTANTS="model_server.protocol*" narrows it)
+mutation: $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet -r requirements-mutation.txt
+	$(PYTHON) tools/mutation.py $(MUTANTS)
+
 ## image: build the model server's image
 image:
 	docker build -t model-server:local app
 
 clean:
-	rm -rf $(VENV) tools/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) tools/node_modules .mypy_cache .pytest_cache .ruff_cache .mutation

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from infra.settings import StackConfigError, load_settings, settings_from_runtime
+from infra.settings import PROJECT_DIR, StackConfigError, load_settings, settings_from_runtime
 from review.stack_files import stack_config
 
 GOOD_POOLS = {
@@ -76,7 +76,7 @@ def test_duplicate_pool_name_in_stack_file_is_rejected(tmp_path) -> None:
 
     import yaml
 
-    shutil.copy("Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     (tmp_path / "Pulumi.dup.yaml").write_text(
         "config:\n  model-serving:nodePools:\n"
         "    gpu: {instanceTypes: [g5.xlarge], gpu: true, minSize: 0, maxSize: 1}\n"
