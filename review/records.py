@@ -53,6 +53,18 @@ class Synthesis:
             raise LookupError(f"expected one {type_} {name or ''}, found {[r.name for r in matches]}")
         return matches[0]
 
+    def objects(self, kind: str, namespace: str | None = None) -> list[ResourceRecord]:
+        """Kubernetes objects the program declares, by kind (and namespace), whatever their API group."""
+        return [r for r in self.resources if r.type.startswith("kubernetes:") and r.get("kind") == kind
+                and (namespace is None or r.get("metadata", "namespace") == namespace)]
+
+    def object(self, kind: str, name: str, namespace: str | None = None) -> ResourceRecord:
+        """The one Kubernetes object of this kind and metadata name (in the namespace, if given)."""
+        matches = [r for r in self.objects(kind, namespace) if r.get("metadata", "name") == name]
+        if len(matches) != 1:
+            raise LookupError(f"expected one {kind} {name}, found {len(matches)}")
+        return matches[0]
+
     def by_urn(self, urn: str) -> ResourceRecord:
         return next(r for r in self.resources if r.urn == urn)
 

@@ -16,11 +16,10 @@ CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234
 
 
 def kind(synthesis: Synthesis, name: str) -> dict[str, Any]:
-    (record,) = [r for r in synthesis.resources
-                 if r.type.startswith("kubernetes:") and r.inputs.get("kind") == name
-                 and r.inputs.get("metadata", {}).get("namespace", "model-serving") == "model-serving"
-                 and (name != "Namespace" or r.inputs["metadata"]["name"] == "model-serving")
-                 and (name != "StorageClass")]
+    """The model workload's one object of a kind (its namespace, for the Namespace itself)."""
+    if name == "Namespace":
+        return synthesis.object("Namespace", "model-serving").inputs
+    (record,) = synthesis.objects(name, namespace="model-serving")
     return record.inputs
 
 

@@ -29,9 +29,7 @@ def custom_resource(synthesis: Synthesis, kind: str) -> dict[str, Any]:
 
 
 def model_deployment(synthesis: Synthesis) -> dict[str, Any]:
-    (deployment,) = [r.inputs for r in synthesis.of_type("kubernetes:apps/v1:Deployment")
-                     if r.inputs["metadata"]["namespace"] == "model-serving"]
-    return deployment
+    return synthesis.object("Deployment", "model-server", namespace="model-serving").inputs
 
 
 # -- on by default, off cleanly ------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from tests.support.stacks import VARIANTS, synthesized_variant
 
 
 def container_environment(synthesis: Synthesis) -> dict[str, str]:
-    (deployment,) = [r for r in synthesis.of_type("kubernetes:apps/v1:Deployment")
-                     if r.inputs["metadata"]["namespace"] == "model-serving"]
+    deployment = synthesis.object("Deployment", "model-server", namespace="model-serving")
     (container,) = deployment.get("spec", "template", "spec", "containers")
     return {variable["name"]: variable["value"] for variable in container["env"]}
 
