@@ -44,12 +44,11 @@ def _loads(body: bytes | memoryview) -> Any:
         raise BadRequest(f"request body is not valid JSON: {error}") from None
 
 
-def _field(document: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def _field(document: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = document.get(key)
     if not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         got = "missing" if value is None else type(value).__name__
-        raise BadRequest(f"{where}.{key}: expected {expected}, got {got}")
+        raise BadRequest(f"{where}.{key}: expected {kind.__name__}, got {got}")
     return value
 
 
@@ -88,7 +87,7 @@ def _as_rows(model: Model, array: np.ndarray, shape: list[int], where: str) -> n
         raise BadRequest(f"{where}: shape {shape} needs {expected} values, data has {array.size}")
     if array.ndim > 1 and list(array.shape) != shape:
         raise BadRequest(f"{where}: nested data has shape {list(array.shape)}, but shape says {shape}")
-    rows = array.reshape(shape if len(shape) == 2 else (1, shape[0])).astype(np.float64, copy=False)
+    rows = array.reshape(shape).astype(np.float64, copy=False)  # _check_shape made it [rows, features]
     validate_rows(model, rows, f"{where}.data")
     return rows
 

@@ -195,3 +195,95 @@ def test_string_class_labels_are_encoded_as_strings() -> None:
     labels = np.array(["setosa", "virginica"], dtype=object)
     assert orjson.loads(protocol.encode_v1(labels)) == {"predictions": ["setosa", "virginica"]}
     assert protocol.jsonable(np.array(["a", "b"])) == ["a", "b"]
+
+
+# -- what mutation testing found untested -------------------------------------------------------------
+
+def test_the_v2_response_document_is_exactly_the_protocols(model: Model) -> None:
+    decoded = protocol.decode_v2(model, v2(id="r1", outputs=[{"name": "predict"}, {"name": "predict_proba"}]), None)
+    results = {"predict": np.array([0]), "predict_proba": np.array([[0.5, 0.25, 0.25]])}
+    body, header = protocol.encode_v2(model, decoded, results)
+    assert header is None
+    assert orjson.loads(body) == {
+        "model_name": "iris", "model_version": "1", "id": "r1",
+        "outputs": [{"name": "predict", "datatype": "INT64", "shape": [1], "data": [0]},
+                    {"name": "predict_proba", "datatype": "FP64", "shape": [1, 3], "data": [0.5, 0.25, 0.25]}]}
+
+
+def test_string_labels_asked_for_as_binary_still_go_as_json(model: Model) -> None:
+    decoded = protocol.decode_v2(model, v2(outputs=[{"name": "predict", "parameters": {"binary_data": True}}]), None)
+    body, header = protocol.encode_v2(model, decoded, {"predict": np.array(["setosa"], dtype=object)})
+    assert header is None  # BYTES has no fixed-width binary form
+    assert orjson.loads(body)["outputs"] == [{"name": "predict", "datatype": "BYTES", "shape": [1],
+                                              "data": ["setosa"]}]
+
+
+def test_labels_keep_numbers_as_numbers() -> None:
+    assert protocol.jsonable(np.array([1, 2.5, True, "a"], dtype=object)) == [1, 2.5, True, "a"]
+
+
+def test_an_output_that_inherits_the_requests_binary_default(model: Model) -> None:
+    decoded = protocol.decode_v2(model, v2(parameters={"binary_data_output": True},
+                                           outputs=[{"name": "predict", "parameters": {}}]), None)
+    assert decoded.outputs == {"predict": True}
+
+
+def test_non_object_parameters_and_outputs_are_client_errors(model: Model) -> None:
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4],
+                                   "parameters": "binary"}]}).encode()
+    assert protocol.decode_v2(model, body, None).rows.shape == (1, 4)  # not an object: no binary parameters
+    assert refused(model, v2(outputs=["predict"])) == (
+        "outputs[0].name: model 'iris' has outputs predict, predict_proba, got None")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"inputs": "x"}', "request.inputs: expected list, got str"),
+    (b'{"inputs": [{"shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}',
+     "inputs[0].name: expected str, got missing"),
+    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": 64, "data": [1, 2, 3, 4]}]}',
+     "inputs[0].datatype: expected str, got int"),
+    (b'[1]', "request body: expected a JSON object with 'inputs'"),
+    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "STRING", "data": [1, 2, 3, 4]}]}',
+     "inputs[0].datatype: model 'iris' takes numbers (BOOL, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, "
+     "UINT64, FP16, FP32, FP64), got 'STRING'"),
+    (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, Infinity]}]}',
+     "request body is not valid JSON"),
+])
+def test_refusals_name_the_field_exactly(model: Model, body: bytes, message: str) -> None:
+    assert refused(model, body).startswith(message)
+
+
+def test_a_json_header_filling_the_whole_body_is_accepted(model: Model) -> None:
+    body = v2()
+    assert protocol.decode_v2(model, body, len(body)).rows.shape == (1, 4)
+
+
+def test_a_binary_chunk_of_the_wrong_size_says_how_many_bytes_it_needs(model: Model) -> None:
+    raw = np.array([1.0, 2.0, 3.0], dtype="<f4").tobytes()
+    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    assert refused(model, header + raw, len(header)) == (
+        "inputs[0].parameters.binary_data_size: 12 bytes cannot hold 4 FP32 values (16 bytes)")
+
+
+def test_values_the_model_cannot_take_name_the_field_they_came_in(model: Model) -> None:
+    binary = np.array([np.inf, 1, 2, 3], dtype="<f8").tobytes()
+    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                     "parameters": {"binary_data_size": len(binary)}}]}).encode()
+    assert refused(model, header + binary, len(header)).startswith("inputs[0].data: ")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"instances": []}', "instances: the list is empty"),
+    (b'{"inputs": []}', 'instances: expected {"instances": [[feature, ...], ...]}'),
+    (b'{"instances": [[1, 2, 3]]}', "instances: model 'iris' takes rows of 4 numbers, got an array of shape [1, 3]"),
+    (b'{"instances": [["a", "b", "c", "d"]]}', "instances.data: expected only FP64 numbers"),
+])
+def test_v1_refusals_exactly(model: Model, body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        protocol.decode_v1(model, body)
+    assert caught.value.message.startswith(message)
+
+
+def test_v1_rows_are_float64(model: Model) -> None:
+    assert protocol.decode_v1(model, b'{"instances": [[5, 3, 1, 0]]}').dtype == np.float64
