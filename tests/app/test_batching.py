@@ -160,3 +160,31 @@ def test_concurrent_http_clients_each_get_exactly_their_rows(tmp_path: Path, mod
         assert calls < len(inputs), "requests were not batched"
     finally:
         assert server.stop() == 0
+
+
+def test_a_model_failing_otherwise_than_rejecting_input_is_a_server_error_for_that_request_alone() -> None:
+    class Fragile(RecordingModel):
+        def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+            if (rows[:, 0] == 13).any():
+                raise RuntimeError("model bug")
+            return super().predict(rows, outputs)
+
+    async def scenario() -> list[Any]:
+        batcher = Batcher(Fragile(), 8, 0.0, lambda rows, waits: None, asyncio.get_running_loop())
+        futures = [batcher.submit(rows_of(value), frozenset({"predict"})) for value in (1, 13, 3)]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    first, failed, third = asyncio.run(scenario())
+    assert first["predict"].tolist() == [1] and third["predict"].tolist() == [3]
+    assert type(failed) is ServerError and failed.status == 500
+    assert failed.message == "model 'echo' failed: RuntimeError"
+
+
+def test_a_rejected_input_names_the_field_and_the_models_reason() -> None:
+    _, results, _ = run_batcher([(rows_of(float("nan")), frozenset({"predict"}))])
+    assert results[0].message == "inputs[0].data: model 'echo' rejected it: Input contains NaN"
+
+
+def test_requests_that_exactly_fill_a_batch_share_it() -> None:
+    model, _, observed = run_batcher([(rows_of(*range(4)), frozenset({"predict"}))] * 2, max_batch=8)
+    assert model.calls == [8] and observed[0][0] == 8
