@@ -166,7 +166,7 @@ class Connection(asyncio.Protocol):
                 if self._head_bytes > MAX_HEADER_BYTES:
                     self._fail(431, self._header_limit_message())
         except httptools.HttpParserUpgrade:
-            self._fail(400, "protocol upgrades are not supported")
+            self._end_at_upgrade()
         except httptools.HttpParserError as error:
             if not self.refused:  # a limit raising from a callback has already refused it
                 self._fail(400, f"malformed HTTP request: {error}")
@@ -335,6 +335,19 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(answer)
         self.close()
+
+    def _end_at_upgrade(self) -> None:
+        """httptools stops parsing at a request asking to switch protocols. A server may ignore
+        Upgrade (RFC 9110, section 7.8): answer that request as plain HTTP, then close, since what
+        follows it on the stream is in the other protocol. A request cut short by it is refused."""
+        if self._in_message:
+            self._fail(400, "protocol upgrades are not supported")
+            return
+        self.refused = True  # nothing more is read
+        if self.busy or self.queue:
+            self._current.keep_alive = False  # the upgrade request is the last one taken in
+        else:
+            self.close()
 
     def _timed_out(self) -> None:
         if self.busy:
