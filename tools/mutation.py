@@ -30,6 +30,7 @@ MODULES = {
     "policy.rules": "src/policy/rules.py",
 }
 TESTS = ["tests/app/test_protocol.py", "tests/app/test_batching.py", "tests/app/test_http_connection.py",
+         "tests/app/test_http_framing.py",
          "tests/infra/test_settings.py", "tests/infra/test_plan.py", "tests/policy/test_rules.py"]
 OUT_OF_PROCESS = ["http_clients", "cli_reports", "secrets_never", "git_revision", "charts_rendered_objects",
                   "value_change_touches", "version_change_touches"]

@@ -100,17 +100,8 @@ class Connection(asyncio.Protocol):
         self.queue: deque[Request] = deque()
         self.busy = False
         self.closing = False
-        self._current = Request()
-        self._body: list[bytes] = []
-        self._body_size = 0
         self._in_message = False
-        self._header_bytes = 0
-        self._header_fields = 0
-        # Between the start of a request and the end of its headers: httptools buffers a header
-        # value until it is complete, so what arrives in this phase is counted as it arrives
-        # (complete fields are counted exactly in on_header).
-        self._in_head = True
-        self._head_bytes = 0
+        self._start_message()
         self._messages_begun = 0
         self._messages_completed = 0
         # A `100 Continue` owed to the request being received, sent once earlier answers are out.
@@ -152,7 +143,6 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.refused:
             return
-        self.last_active = time.monotonic()
         in_head_before, begun_before, completed_before = self._in_head, self._messages_begun, self._messages_completed
         try:
             self.parser.feed_data(data)
@@ -173,12 +163,20 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------
 
+    def _start_message(self) -> None:
+        self._current = Request()
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._header_bytes = self._header_fields = 0
+        # Between the start of a request and the end of its headers: httptools buffers a header
+        # value until it is complete, so what arrives in this phase is counted as it arrives
+        # (complete fields are counted exactly in on_header).
+        self._in_head = True
+        self._head_bytes = 0
+
     def on_message_begin(self) -> None:
         self._in_message = True
-        self._current = Request()
-        self._body, self._body_size = [], 0
-        self._header_bytes = self._header_fields = self._head_bytes = 0
-        self._in_head = True
+        self._start_message()
         self._messages_begun += 1
         if not self.busy:
             self._arm(self.state.request_timeout_s, self._timed_out)
@@ -337,12 +335,10 @@ class Connection(asyncio.Protocol):
         self.close()
 
     def _end_at_upgrade(self) -> None:
-        """httptools stops parsing at a request asking to switch protocols. A server may ignore
-        Upgrade (RFC 9110, section 7.8): answer that request as plain HTTP, then close, since what
-        follows it on the stream is in the other protocol. A request cut short by it is refused."""
-        if self._in_message:
-            self._fail(400, "protocol upgrades are not supported")
-            return
+        """httptools stops parsing after a request asking to switch protocols (a CONNECT, or an
+        Upgrade header), once that request is complete: its body, if any, counts as the other
+        protocol. A server may ignore Upgrade (RFC 9110, section 7.8): answer that request as plain
+        HTTP, then close, since what follows it on the stream is not HTTP/1.1."""
         self.refused = True  # nothing more is read
         if self.busy or self.queue:
             self._current.keep_alive = False  # the upgrade request is the last one taken in

@@ -1,85 +1,24 @@
-"""The HTTP connection driven in process with bytes and a fake transport, the way uvicorn tests its
-protocols: ordering rules a socket test cannot pin down (interim answers, refusals behind
-pipelined requests, answers held while the client does not read)."""
+"""The HTTP connection driven in process with bytes and a fake transport (tests/support/connection.py):
+ordering rules a socket test cannot pin down (interim answers, refusals behind pipelined requests,
+answers held while the client does not read), timers and the connection limit."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from model_server.app import error_body
-from model_server.http import Connection, Request, ServerState
+from model_server.http import WRITE_BUFFER_HIGH_WATER, render_response
+from tests.support.connection import GET, HeldHandler, ImmediateHandler, connect, in_loop, state
 
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.reading = True
-        self.closed = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = self.closed = True
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    @property
-    def output(self) -> bytes:
-        return b"".join(self.written)
-
-
-class HeldHandler:
-    """Answers only when the test says so (a request the model is still working on)."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[Request, Connection]] = []
-
-    def handle(self, request: Request, connection: Connection) -> None:
-        self.pending.append((request, connection))
-
-    def answer_next(self, body: bytes = b"{}") -> None:
-        request, connection = self.pending.pop(0)
-        connection.respond(request, 200, body)
-
-
-def run(test: Callable[[Connection, FakeTransport, HeldHandler], Any]) -> None:
-    async def body() -> None:
-        handler = HeldHandler()
-        connection = Connection(ServerState(max_body_bytes=1024, request_timeout_s=30, keepalive_timeout_s=30),
-                                handler, error_body)
-        transport = FakeTransport()
-        connection.connection_made(transport)  # type: ignore[arg-type]
-        test(connection, transport, handler)
-
-    asyncio.run(body())
-
-
-GET = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
 EXPECTING = b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
 
 
 def test_100_continue_waits_for_the_answers_to_earlier_requests() -> None:
-    def check(connection: Connection, transport: FakeTransport, handler: HeldHandler) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
         connection.data_received(GET + EXPECTING)
         assert transport.output == b""  # the GET is still being answered: a 100 now would be taken for its answer
         handler.answer_next(b'{"live":true}')
@@ -88,103 +27,90 @@ def test_100_continue_waits_for_the_answers_to_earlier_requests() -> None:
         connection.data_received(b"{}")
         assert len(handler.pending) == 1 and handler.pending[0][0].body == b"{}"
 
-    run(check)
+    in_loop(check)
 
 
 def test_100_continue_is_immediate_on_an_idle_connection() -> None:
-    def check(connection: Connection, transport: FakeTransport, handler: HeldHandler) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
         connection.data_received(EXPECTING)
         assert transport.output == b"HTTP/1.1 100 Continue\r\n\r\n"
 
-    run(check)
+    in_loop(check)
 
 
 def test_a_body_sent_without_waiting_for_100_gets_no_100() -> None:
-    def check(connection: Connection, transport: FakeTransport, handler: HeldHandler) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
         connection.data_received(GET + EXPECTING + b"{}")
         handler.answer_next()
         handler.answer_next()
         assert b"100 Continue" not in transport.output
 
-    run(check)
+    in_loop(check)
 
 
 @pytest.mark.parametrize(("bad", "status"), [
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
     (b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413),
+    (b"POST /x HTTP/1.1\r\nContent-Length: 1500\r\n\r\n" + b"x" * 1500, 413),  # the refused body, whole
     (b"POST /x HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
 ])
 def test_a_refusal_behind_a_pipelined_request_waits_its_turn_and_closes(bad: bytes, status: int) -> None:
-    def check(connection: Connection, transport: FakeTransport, handler: HeldHandler) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
         connection.data_received(GET + bad)
         assert transport.output == b"" and not transport.reading  # nothing more is read
         handler.answer_next()
+        assert handler.pending == []  # the refused request never reaches the handler
         assert transport.output.startswith(b"HTTP/1.1 200 ")
         assert f"HTTP/1.1 {status} ".encode() in transport.output
         assert transport.output.index(b"HTTP/1.1 200 ") < transport.output.index(f"HTTP/1.1 {status} ".encode())
         assert transport.closed
 
-    run(check)
+    in_loop(check)
 
 
 def test_answers_wait_while_the_client_does_not_read() -> None:
-    def check(connection: Connection, transport: FakeTransport, handler: HeldHandler) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
         connection.pause_writing()
         connection.data_received(GET * 3)
         assert handler.pending == [] and not transport.reading
         connection.resume_writing()
         assert len(handler.pending) == 1 and transport.reading
 
-    run(check)
+    in_loop(check)
 
 
-def test_many_pipelined_requests_answered_at_once_do_not_recurse() -> None:
-    """A handler that answers inside handle() used to recurse once per queued request."""
-
-    class Immediate(HeldHandler):
-        def handle(self, request: Request, connection: Connection) -> None:
-            connection.respond(request, 200, b"{}")
-
-    async def body() -> None:
-        connection = Connection(ServerState(max_body_bytes=1024, request_timeout_s=30, keepalive_timeout_s=30),
-                                Immediate(), error_body)
-        transport = FakeTransport()
-        connection.connection_made(transport)  # type: ignore[arg-type]
+def test_many_queued_requests_answered_at_once_do_not_recurse() -> None:
+    """Requests queue while the client does not read; once it does, a handler that answers inside
+    handle() used to recurse once per queued request (RecursionError past about 1,000)."""
+    def check() -> None:
+        connection, transport = connect(state(), ImmediateHandler())
+        connection.pause_writing()
         connection.data_received(GET * 5000)
-        assert transport.output.count(b"HTTP/1.1 200 ") == 5000
+        assert transport.answers == 0 and len(connection.queue) == 5000
+        connection.resume_writing()
+        assert transport.answers == 5000 and not connection.queue
 
-    asyncio.run(body())
+    in_loop(check)
 
 
 # -- the rest of the connection's rules, byte by byte ---------------------------------------------------
 
-def connect(state: ServerState, handler: HeldHandler) -> tuple[Connection, FakeTransport]:
-    connection = Connection(state, handler, error_body)
-    transport = FakeTransport()
-    connection.connection_made(transport)  # type: ignore[arg-type]
-    return connection, transport
-
-
-def in_loop(test: Callable[[], Any]) -> Any:
-    async def body() -> Any:
-        return test()
-
-    return asyncio.run(body())
-
-
-def state(**limits: Any) -> ServerState:
-    return ServerState(**{"max_body_bytes": 1024, "request_timeout_s": 30, "keepalive_timeout_s": 30, **limits})
-
-
 def test_a_response_is_rendered_exactly() -> None:
-    from model_server.http import render_response
-
     assert render_response(200, b'{"a":1}', "application/json", {"x-id": "7"}, keep_alive=True) == (
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\nx-id: 7\r\n\r\n"
         b'{"a":1}')
     assert render_response(503, b"", "text/plain", None, keep_alive=False) == (
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n"
         b"connection: close\r\n\r\n")
+    assert render_response(599, b"", "text/plain", None, keep_alive=True).startswith(b"HTTP/1.1 599 Unknown\r\n")
 
 
 def test_a_request_reaches_the_handler_whole() -> None:
@@ -232,31 +158,6 @@ def test_while_draining_every_answer_closes_its_connection() -> None:
     in_loop(check)
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"POST /x HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", 413),
-    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 2048 + b"\r\n0\r\n\r\n", 413),
-    (b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\n\r\n", 414),
-    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n", 431),
-    (b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 17000 + b"\r\n\r\n", 431),
-    (b"GET / HTTP/1.1\r\nExpect: nonsense\r\n\r\n", 417),
-    (b"NOT HTTP AT ALL\r\n\r\n", 400),
-])
-def test_refusals_answer_once_and_close(request_bytes: bytes, status: int) -> None:
-    def check() -> None:
-        handler = HeldHandler()
-        connection, transport = connect(state(), handler)
-        connection.data_received(request_bytes)
-        assert transport.output.startswith(f"HTTP/1.1 {status} ".encode())
-        assert transport.output.count(b"HTTP/1.1 ") == 1 and b"connection: close" in transport.output
-        assert transport.closed and handler.pending == []
-        body = transport.output.split(b"\r\n\r\n", 1)[1]
-        assert json.loads(body)["error"]
-        connection.data_received(GET)  # nothing more is read
-        assert transport.output.count(b"HTTP/1.1 ") == 1
-
-    in_loop(check)
-
-
 def test_an_upgrade_request_is_answered_as_plain_http_and_the_connection_closes() -> None:
     """httptools stops parsing at an Upgrade request; the client still gets exactly one answer."""
     def check() -> None:
@@ -268,6 +169,27 @@ def test_an_upgrade_request_is_answered_as_plain_http_and_the_connection_closes(
         handler.answer_next()
         assert transport.output.count(b"HTTP/1.1 ") == 2 and b" 400 " not in transport.output
         assert transport.output.endswith(b"{}") and transport.closed
+        connection.data_received(GET)  # what follows the upgrade is another protocol: never read
+        assert handler.pending == []
+
+    in_loop(check)
+
+
+@pytest.mark.parametrize("switching", [
+    b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 4\r\n\r\nbody",
+    b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n\x16\x03\x01",
+])
+def test_a_request_to_switch_protocols_on_an_idle_connection_is_answered_before_it_closes(switching: bytes) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(switching)
+        connection.data_received(GET)  # after the switch the stream is not HTTP/1.1: never read
+        assert len(handler.pending) == 1 and not transport.closed
+        handler.answer_next()
+        assert transport.output.startswith(b"HTTP/1.1 200 ") and b"connection: close" in transport.output
+        assert transport.closed
 
     in_loop(check)
 
@@ -309,7 +231,8 @@ def test_at_the_connection_limit_the_idle_connection_makes_room_and_a_busy_one_d
         newcomer.data_received(GET)  # now busy
         _, refused_transport = connect(server_state, handler)
         assert refused_transport.output.startswith(b"HTTP/1.1 503 ") and refused_transport.closed
-        assert b"limit of 1 connections per worker" in refused_transport.output
+        refusal = json.loads(refused_transport.output.split(b"\r\n\r\n", 1)[1])
+        assert refusal == {"error": "the server holds its limit of 1 connections per worker; retry shortly"}
 
     in_loop(check)
 
@@ -369,5 +292,150 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout() -> None:
         assert connection.idle and not transport.closed
         await asyncio.sleep(0.2)
         assert transport.closed and transport.output.count(b"HTTP/1.1 ") == 1  # closed quietly
+
+    asyncio.run(body())
+
+
+def test_the_connection_sets_its_write_buffer_limit() -> None:
+    _, transport = in_loop(lambda: connect(state(), HeldHandler()))
+    assert transport.write_buffer_high_water == WRITE_BUFFER_HIGH_WATER
+
+
+def test_an_answer_carries_the_handlers_headers() -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(GET)
+        handler.answer_next(headers={"x-request-id": "7"})
+        assert b"\r\ncontent-type: application/json\r\n" in transport.output  # the default
+        assert b"\r\nx-request-id: 7\r\n" in transport.output
+
+    in_loop(check)
+
+
+def test_at_the_connection_limit_the_longest_idle_connection_makes_room() -> None:
+    async def body() -> None:
+        server_state = state(max_connections=2)
+        older, older_transport = connect(server_state, ImmediateHandler())
+        await asyncio.sleep(0.01)
+        _, newer_transport = connect(server_state, ImmediateHandler())
+        await asyncio.sleep(0.01)
+        older.data_received(GET)  # answered at once: the older connection was active last
+        connect(server_state, ImmediateHandler())
+        assert newer_transport.closed and not older_transport.closed
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(("pipelined", "reading"), [(33, True), (34, False)])
+def test_reading_pauses_only_past_32_queued_requests(pipelined: int, reading: bool) -> None:
+    def check() -> None:
+        connection, transport = connect(state(), HeldHandler())
+        connection.data_received(GET * pipelined)  # one goes to the handler, the rest queue
+        assert transport.reading is reading
+
+    in_loop(check)
+
+
+def test_reading_resumes_when_the_client_reads_again_with_32_queued() -> None:
+    def check() -> None:
+        connection, transport = connect(state(), HeldHandler())
+        connection.pause_writing()
+        connection.data_received(GET * 32)
+        connection.resume_writing()
+        assert transport.reading
+
+    in_loop(check)
+
+
+def test_after_a_refusal_reading_never_resumes() -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(GET + b"NOT HTTP\r\n\r\n")
+        connection.pause_writing()
+        connection.resume_writing()
+        assert not transport.reading and len(handler.pending) == 1
+
+    in_loop(check)
+
+
+@pytest.mark.parametrize("pipelined", [
+    GET + b"POST /y HTTP/1.1\r\nHost: x\r\n",
+    # The POST asked but sent its body at once; the request arriving after it did not ask.
+    GET + EXPECTING + b"{}" + b"POST /y HTTP/1.1\r\nHost: x\r\n",
+])
+def test_a_100_continue_goes_only_to_a_request_that_asked_for_it(pipelined: bytes) -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(pipelined)
+        while handler.pending:
+            handler.answer_next()
+        assert transport.answers == pipelined.count(b" HTTP/1.1\r\n") - 1 and b"100 Continue" not in transport.output
+
+    in_loop(check)
+
+
+def test_a_closed_connection_reads_nothing_more() -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        handler.answer_next()
+        connection.data_received(GET)
+        assert transport.closed and handler.pending == [] and transport.answers == 1
+
+    in_loop(check)
+
+
+# -- which deadline runs when: the request deadline (408) for a client sending a request, the
+# keep-alive timeout (a quiet close) for an idle connection -------------------------------------
+
+QUICK_REQUEST = {"request_timeout_s": 0.05, "keepalive_timeout_s": 30}
+QUICK_KEEPALIVE = {"request_timeout_s": 30, "keepalive_timeout_s": 0.05}
+PARTIAL_HEAD = b"POST /y HTTP/1.1\r\nHost: x\r\n"
+
+
+def test_a_request_begun_on_a_kept_alive_connection_is_held_to_the_request_deadline() -> None:
+    async def body() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(request_timeout_s=0.1, keepalive_timeout_s=0.05), handler)
+        connection.data_received(GET)
+        handler.answer_next()
+        connection.data_received(PARTIAL_HEAD)  # and nothing more
+        await asyncio.sleep(0.3)
+        assert transport.answers == 2 and b"HTTP/1.1 408 " in transport.output
+
+    asyncio.run(body())
+
+
+def test_a_request_arriving_while_the_previous_is_answered_is_held_to_the_request_deadline() -> None:
+    async def body() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(**QUICK_REQUEST), handler)
+        connection.data_received(GET + PARTIAL_HEAD)
+        await asyncio.sleep(0.1)  # the server is working on the GET: nobody's deadline runs
+        handler.answer_next()
+        await asyncio.sleep(0.2)
+        assert b"HTTP/1.1 408 " in transport.output and transport.closed
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(("timeouts", "sent", "answer"), [
+    (QUICK_KEEPALIVE, b"", None),  # idle when the client reads again: the keep-alive timeout
+    (QUICK_REQUEST, PARTIAL_HEAD, b"HTTP/1.1 408 "),  # a request half sent: the request deadline
+])
+def test_when_the_client_reads_again_the_right_deadline_runs(timeouts: dict[str, float], sent: bytes,
+                                                                answer: bytes | None) -> None:
+    async def body() -> None:
+        connection, transport = connect(state(**timeouts), HeldHandler())
+        connection.pause_writing()
+        connection.data_received(sent)
+        connection.resume_writing()
+        await asyncio.sleep(0.2)
+        assert transport.closed and not transport.aborted
+        assert (transport.output.startswith(answer) if answer else transport.output == b"")
 
     asyncio.run(body())
