@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,41 @@ def test_a_rejected_input_names_the_field_and_the_models_reason() -> None:
 def test_requests_that_exactly_fill_a_batch_share_it() -> None:
     model, _, observed = run_batcher([(rows_of(*range(4)), frozenset({"predict"}))] * 2, max_batch=8)
     assert model.calls == [8] and observed[0][0] == 8
+
+
+def test_after_a_full_batch_the_next_request_waits_its_own_whole_window() -> None:
+    """The window is counted from each batch's first request: a full batch cancels the timer of
+    the requests it took, and counts their rows out, so a request after it is neither flushed
+    early by that stale timer nor taken for part of a full batch."""
+    model = RecordingModel()
+    observed: list[tuple[int, list[float]]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        batcher = Batcher(model, 2, 0.4, lambda rows, waits: observed.append((rows, waits)), loop)
+        submitted = time.perf_counter()
+        full = [batcher.submit(rows_of(value), frozenset({"predict"})) for value in (1, 2)]  # arms a 0.4 s timer
+        await asyncio.gather(*full)
+        await asyncio.sleep(0.1)
+        later = batcher.submit(rows_of(3), frozenset({"predict"}))  # its window ends 0.4 s from now
+        await asyncio.sleep(0.35)  # past where the first timer would have fired, not this window's end
+        assert not later.done() and model.calls == [2]
+        assert (await later)["predict"].tolist() == [3]
+        # Queue waits are measured from submission: none is negative or longer than the test.
+        assert all(0 <= wait <= time.perf_counter() - submitted for _, waits in observed for wait in waits)
+
+    asyncio.run(scenario())
+    assert model.calls == [2, 1] and [rows for rows, _ in observed] == [2, 1]
+
+
+def test_a_batch_short_of_full_waits_for_its_window() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> None:
+        batcher = Batcher(model, 4, 3600.0, lambda rows, waits: None, asyncio.get_running_loop())
+        waiting = batcher.submit(rows_of(1, 2, 3), frozenset({"predict"}))  # 3 of 4 rows
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and model.calls == []
+        waiting.cancel()
+
+    asyncio.run(scenario())
