@@ -57,10 +57,10 @@ bench: $(VENV)/.installed
 	$(PYTHON) bench/run.py --json bench/results.json
 
 ## mutation: mutation scores of the modules where a silent bug hurts most (slow; not part of `make test`)
-## (tools/mutation.py says how; MUTANTS="model_server.protocol*" narrows it)
+## (tools/mutation.py says how; MODULES="model_server.protocol" narrows it)
 mutation: $(VENV)/.installed
 	$(PYTHON) -m pip install --quiet -r requirements-mutation.txt
-	$(PYTHON) tools/mutation.py $(MUTANTS)
+	$(PYTHON) tools/mutation.py $(MODULES)
 
 ## image: build the model server's image
 image:

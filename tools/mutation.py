@@ -2,12 +2,15 @@
 
 mutmut (pinned in requirements-mutation.txt) names a function by its file's path and strips only
 a leading `src/`, while the tests import the server as `model_server` (app/ is on their path). So
-the run happens in a staging tree, .mutation/, where every package sits under src/: src/model_server,
-src/infra, src/review, src/policy, with the project files beside them. Only in-process tests run
-there (a test that starts a server process or synthesizes another git revision would run code
-outside the mutated copy).
+each module runs in a staging tree of its own, .mutation/<module>/, where every package sits under
+src/: src/model_server, src/infra, src/review, src/policy, with the project files beside them.
 
-    python tools/mutation.py [mutant-name-glob ...]     # e.g. "model_server.protocol*"
+Each module is measured by its own in-process tests only. A test that starts a server process or
+synthesizes another git revision runs code outside the mutated copy, and the synthesis tests are
+cached per process (mutmut forks every mutant from a process that ran them once), so they could
+not see a mutant in the settings anyway.
+
+    python tools/mutation.py [module ...]     # e.g. model_server.protocol; all of them by default
 """
 
 from __future__ import annotations
@@ -20,25 +23,26 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE = ROOT / ".mutation"
+STAGES = ROOT / ".mutation"
+# module -> (the files mutated, the tests that measure them)
 MODULES = {
-    "model_server.protocol": "src/model_server/protocol.py",
-    "model_server.batching": "src/model_server/batching.py",
-    "model_server.http": "src/model_server/http.py",
-    "infra.settings": "src/infra/settings/*",
-    "review.cost": "src/review/cost.py",
-    "policy.rules": "src/policy/rules.py",
+    "model_server.protocol": ("src/model_server/protocol.py", ["tests/app/test_protocol.py"]),
+    "model_server.batching": ("src/model_server/batching.py", ["tests/app/test_batching.py"]),
+    "model_server.http": ("src/model_server/http.py",
+                          ["tests/app/test_http_connection.py", "tests/app/test_http_framing.py"]),
+    "infra.settings": ("src/infra/settings/*", ["tests/infra/test_settings.py"]),
+    "review.cost": ("src/review/cost.py", ["tests/infra/test_plan.py"]),
+    "policy.rules": ("src/policy/rules.py", ["tests/policy/test_rules.py"]),
 }
-TESTS = ["tests/app/test_protocol.py", "tests/app/test_batching.py", "tests/app/test_http_connection.py",
-         "tests/app/test_http_framing.py",
-         "tests/infra/test_settings.py", "tests/infra/test_plan.py", "tests/policy/test_rules.py"]
 OUT_OF_PROCESS = ["http_clients", "cli_reports", "secrets_never", "git_revision", "charts_rendered_objects",
                   "value_change_touches", "version_change_touches"]
 
 
-def stage() -> None:
-    shutil.rmtree(STAGE, ignore_errors=True)
-    src = STAGE / "src"
+def stage(module: str) -> Path:
+    mutated, tests = MODULES[module]
+    root = STAGES / module
+    shutil.rmtree(root, ignore_errors=True)
+    src = root / "src"
     src.mkdir(parents=True)
     shutil.copytree(ROOT / "app" / "model_server", src / "model_server")
     shutil.copytree(ROOT / "app", src / "app", ignore=shutil.ignore_patterns("__pycache__"))
@@ -46,42 +50,45 @@ def stage() -> None:
         shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "tests", STAGE / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     deselect = " and ".join(f"not {name}" for name in OUT_OF_PROCESS)
-    (STAGE / "pyproject.toml").write_text(f"""[tool.pytest.ini_options]
+    (root / "pyproject.toml").write_text(f"""[tool.pytest.ini_options]
 pythonpath = ["src", "src/app"]
 filterwarnings = ["ignore::DeprecationWarning"]
 
 [tool.mutmut]
 source_paths = ["src"]
-only_mutate = {list(MODULES.values())!r}
-pytest_add_cli_args_test_selection = {TESTS!r}
+only_mutate = [{mutated!r}]
+pytest_add_cli_args_test_selection = {tests!r}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-k", "{deselect}"]
 """)
+    return root
 
 
-def scores() -> dict[str, Counter[str]]:
-    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=STAGE,
+def score(module: str, root: Path) -> Counter[str]:
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=root,
                              capture_output=True, text=True).stdout
-    found: dict[str, Counter[str]] = {module: Counter() for module in MODULES}
-    for name, status in re.findall(r"^\s*(\S+): (.+)$", listing, re.MULTILINE):
-        module = next((m for m in MODULES if name.startswith(m + ".")), None)
-        if module is not None:
-            found[module][status.strip()] += 1
-    return found
+    return Counter(status.strip() for name, status in re.findall(r"^\s*(\S+): (.+)$", listing, re.MULTILINE)
+                   if name.startswith(module + "."))
 
 
-def main(patterns: list[str]) -> int:
-    stage()
-    subprocess.run([sys.executable, "-m", "mutmut", "run", *patterns], cwd=STAGE)
-    print(f"\n{'module':<24} {'mutants':>8} {'killed':>8} {'survived':>9} {'score':>7}   other")
-    for module, counts in scores().items():
+def main(modules: list[str]) -> int:
+    unknown = sorted(set(modules) - MODULES.keys())
+    if unknown:
+        print(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}", file=sys.stderr)
+        return 2
+    report = []
+    for module in modules or list(MODULES):
+        root = stage(module)
+        subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=root)
+        counts = score(module, root)
         total = sum(counts.values())
-        if not total:
-            continue
         killed = counts["killed"] + counts["timeout"]
         other = {k: v for k, v in counts.items() if k not in ("killed", "survived", "timeout")}
-        print(f"{module:<24} {total:>8} {killed:>8} {counts['survived']:>9} {killed / total:>7.1%}   {other or ''}")
+        report.append(f"{module:<24} {total:>8} {killed:>8} {counts['survived']:>9} "
+                      f"{killed / max(total, 1):>7.1%}   {other or ''}")
+    print(f"\n{'module':<24} {'mutants':>8} {'killed':>8} {'survived':>9} {'score':>7}   other", *report, sep="\n")
+    print("survivors: cd .mutation/<module> && python -m mutmut results; python -m mutmut show <name>")
     return 0
 
 
