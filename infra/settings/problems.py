@@ -21,9 +21,7 @@ class Problem:
     def under(self, prefix: str) -> Problem:
         if not prefix:
             return self
-        joined = prefix if not self.path else f"{prefix}{self.path}" if self.path.startswith("[") else \
-            f"{prefix}.{self.path}"
-        return replace(self, path=joined)
+        return replace(self, path=f"{prefix}.{self.path}" if self.path else prefix)
 
 
 def problem(message: str, fix: str, path: str = "") -> Problem:

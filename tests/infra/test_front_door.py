@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from infra.settings import StackConfigError
 from review.records import Synthesis
 from review.synth import synthesize
 from tests.support.stacks import synthesized
@@ -158,41 +157,3 @@ def test_with_waf_the_controller_gets_its_flag_and_exactly_its_permissions() -> 
                                   "wafv2:DisassociateWebACL", "elasticloadbalancing:SetWebAcl"}
     release = prod.one("kubernetes:helm.sh/v3:Release").inputs["values"]
     assert release["enableWafv2"] is True
-
-
-# -- config errors ------------------------------------------------------------------------------------
-
-def problems(stack: str, **model: Any) -> dict[str, str]:
-    from infra.settings import load_settings
-    from review.stack_files import stack_config
-
-    raw, _ = stack_config(stack, {"modelService": model})
-    with pytest.raises(StackConfigError) as caught:
-        load_settings(raw, project="model-serving", stack=stack)
-    return {p.path: f"{p.message} / {p.fix}" for p in caught.value.problems}
-
-
-def test_prod_refuses_plain_http_to_the_internet_with_a_fix() -> None:
-    found = problems("prod", **PROD_SIZES)
-    assert found["modelService"].startswith("prod would serve the model over plain HTTP to the internet / ")
-    assert "modelService.domain" in found["modelService"] and "scheme' internal" in found["modelService"]
-
-
-@pytest.mark.parametrize(("model", "path", "message"), [
-    ({"domain": "iris.example.com"}, "modelService.domain", "needs the Route 53 hosted zone"),
-    ({"domain": "iris.example.com", "hostedZoneName": "other.org"}, "modelService.domain",
-     "is not in hosted zone other.org"),
-    ({"hostedZoneName": "example.com"}, "modelService.hostedZoneName", "a hosted zone without a domain"),
-    ({"domain": "iris.example.com", "hostedZoneName": "example.com", "hostedZoneId": "Z0123456789ABCDEFGHIJ"},
-     "modelService.hostedZoneName", "by ID or by name, not both"),
-    ({"domain": "https://iris.example.com"}, "modelService.domain", "is not a DNS name"),
-    ({"domain": "iris.example.com", "hostedZoneId": "zone-1"}, "modelService.hostedZoneId",
-     "is not a Route 53 hosted zone ID"),
-    ({"allowedCidrs": ["10.0.0.0/33"]}, "modelService.allowedCidrs[0]", "is not an IPv4 CIDR block"),
-    ({"scheme": "public"}, "modelService.scheme", "Input should be 'internet-facing' or 'internal'"),
-    ({"waf": {"enabled": True, "requestsPerFiveMinutes": 5}}, "modelService.waf.requestsPerFiveMinutes",
-     "greater than or equal to 10"),
-    ({"waf": {"enabeld": True}}, "modelService.waf.enabeld", "did you mean 'enabled'"),
-])
-def test_front_door_config_errors_name_the_key(model: dict[str, Any], path: str, message: str) -> None:
-    assert message in problems("dev", **model)[path]

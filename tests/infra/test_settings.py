@@ -208,7 +208,7 @@ def test_runtime_reads_config_the_way_the_language_host_passes_it(monkeypatch: p
     monkeypatch.setattr(pulumi, "get_project", lambda: "model-serving")
     monkeypatch.setattr(pulumi, "get_stack", lambda: "staging")
     settings = settings_from_runtime()
-    assert settings.region == "us-west-2"
+    assert (settings.project, settings.stack, settings.region) == ("model-serving", "staging", "us-west-2")
     assert settings.node_pools["gpu"].gpu is True
 
 
@@ -280,6 +280,7 @@ def test_valid_certificate_is_accepted() -> None:
 def test_workers_follow_the_cpu_limit() -> None:
     assert load(**service(cpuRequest="2", cpuLimit="3500m")).model_service.workers == 3
     assert load(**service(cpuRequest="250m", cpuLimit="500m")).model_service.workers == 1
+    assert load(**service(cpuRequest="1", cpuLimit="2000m")).model_service.workers == 2
 
 
 # -- instance types ------------------------------------------------------------------------------------
@@ -337,9 +338,9 @@ def test_a_malformed_value_is_reported_once_and_the_keys_after_it_still_decode()
     raw["model-serving:modelService"] = '{"replicas": 1, "minReplicas": 3, "maxReplicas": 2}'
     with pytest.raises(StackConfigError) as caught:
         load_settings(raw, project="model-serving", stack="dev")
-    found = {p.path: p.message for p in caught.value.problems}
-    assert found["nodePools"].startswith("is not valid structured config")
-    assert "is required" not in found["nodePools"]
+    found = {p.path: p for p in caught.value.problems}
+    assert found["nodePools"].message.startswith("is not valid structured config")
+    assert found["nodePools"].fix == "set it again with pulumi config set --path 'nodePools...'"
     assert "modelService.minReplicas" in found  # decoded and checked despite the broken key before it
 
 
@@ -364,3 +365,133 @@ def service_with(fields: dict[str, Any]) -> dict[str, Any]:
 
 def test_exactly_two_listed_zones_are_enough() -> None:
     assert load(availabilityZones=["us-east-1a", "us-east-1b"]).zone_count == 2
+
+
+# -- what an operator reads: each problem's exact message and fix, for every kind of problem ------
+
+PROD_SIZES = {"replicas": 3, "minReplicas": 3, "maxReplicas": 12}
+ZONE_ID = "Z0123456789ABCDEFGHIJ"
+
+
+@pytest.mark.parametrize(("stack", "overrides", "expected"), [
+    # keys the project does not declare, with and without a likely meaning; each one reported
+    ("dev", {"natGatways": "single"}, {
+        "natGatways": "is not a config key of this project (Pulumi.yaml declares them all) / "
+                      "did you mean 'natGateways'? remove it: pulumi config rm natGatways"}),
+    ("dev", {"zzzqqq": 1, "yyyxxx": 2}, {
+        key: f"is not a config key of this project (Pulumi.yaml declares them all) / remove it: pulumi config rm {key}"
+        for key in ("zzzqqq", "yyyxxx")}),
+    # settings a model does not have, and settings a model needs
+    ("dev", {"nodePools": pools(gpu={"maxSise": 3, "qqqq": 1})}, {
+        "nodePools.gpu.maxSise": "is not a known setting here / did you mean 'maxSize'? remove it: "
+                                 "pulumi config rm --path 'nodePools.gpu.maxSise'",
+        "nodePools.gpu.qqqq": "is not a known setting here / remove it: pulumi config rm --path 'nodePools.gpu.qqqq'"}),
+    ("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2}}},
+     {"nodePools.cpu.maxSize": "is required / pulumi config set --path 'nodePools.cpu.maxSize' <value>"}),
+    ("dev", {"environment": None}, {
+        "environment": "is required (declared in Pulumi.yaml without a default) / "
+                       "pulumi config set environment <value>"}),
+    # pydantic's own checks, with what was given and a --path only where the key needs one
+    ("dev", {"azCount": 0},
+     {"azCount": "Input should be greater than or equal to 1 (got '0') / pulumi config set azCount <valid value>"}),
+    ("dev", {"availabilityZones": [5, "us-east-1a"]}, {
+        "availabilityZones[0]": "Input should be a valid string (got 5) / "
+                                "pulumi config set --path 'availabilityZones[0]' <valid value>"}),
+    ("dev", {"modelService": {"scheme": "public"}}, {
+        "modelService.scheme": "Input should be 'internet-facing' or 'internal' (got 'public') / "
+                               "pulumi config set --path 'modelService.scheme' <valid value>"}),
+    ("dev", {"modelService": {"waf": {"enabled": True, "requestsPerFiveMinutes": 5}}}, {
+        "modelService.waf.requestsPerFiveMinutes":
+            "Input should be greater than or equal to 10 (got 5) / "
+            "pulumi config set --path 'modelService.waf.requestsPerFiveMinutes' <valid value>"}),
+    # the network
+    ("dev", {"vpcCidr": "10.0.0.0/29"}, {"vpcCidr": "a VPC CIDR must be between /16 and /28, got /29 / "
+                                                    "use a block such as 10.0.0.0/16"}),
+    ("dev", {"vpcCidr": "10.0.0.0/15"}, {"vpcCidr": "a VPC CIDR must be between /16 and /28, got /15 / "
+                                                    "use a block such as 10.0.0.0/16"}),
+    ("dev", {"vpcCidr": "8.8.0.0/16"}, {"vpcCidr": "'8.8.0.0/16' is not a private (RFC 1918) range / "
+                                                   "use a block inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"}),
+    ("dev", {"modelService": {"allowedCidrs": ["10.0.0.1/24", "10.0.0.0/33"]}}, {
+        "modelService.allowedCidrs[0]": "'10.0.0.1/24' is not an IPv4 CIDR block (10.0.0.1/24 has host bits set) / "
+                                        "write it like 203.0.113.0/24",
+        "modelService.allowedCidrs[1]": "'10.0.0.0/33' is not an IPv4 CIDR block ('33' is not a valid netmask) / "
+                                        "write it like 203.0.113.0/24"}),
+    # the cluster and its nodes
+    ("dev", {"kubernetesVersion": "1.29"}, {"kubernetesVersion": "'1.29' is not supported; choose one of 1.35, 1.36 / "
+                                                                 "pulumi config set kubernetesVersion 1.36"}),
+    ("dev", {"nodePools": pools(cpu={"instanceTypes": ["qq.nothing"]})}, {
+        "nodePools.cpu.instanceTypes[0]": "'qq.nothing' is not an EC2 instance type / "
+                                          "use a type such as m7i.large (aws ec2 describe-instance-types)"}),
+    ("dev", {"nodePools": pools(cpu={"instanceTypes": ["m7g.large"]})}, {
+        "nodePools.cpu.instanceTypes[0]": "'m7g.large' is an Arm (Graviton) type, but node pools run x86_64 AL2023 "
+                                          "AMIs / use an x86_64 type such as m7i.large or g5.xlarge"}),
+    ("dev", {"observability": {"logRetentionDays": 31}}, {
+        "observability.logRetentionDays": "31 is not a CloudWatch Logs retention period; choose one of 1, 3, 5, 7, 14, "
+                                          "30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, "
+                                          "2922, 3288, 3653 / use the nearest allowed period, e.g. 90"}),
+    # the model's resources
+    ("dev", {"modelService": {"cpuRequest": "abc", "memoryRequest": "0"}}, {
+        "modelService.cpuRequest": "'abc' is not a CPU quantity / write cores like 500m, 1 or 1.5",
+        "modelService.memoryRequest": "'0' is not a memory quantity / write bytes like 512Mi or 2Gi"}),
+    ("dev", {"modelService": {"cpuRequest": "0", "memoryRequest": "12XB"}}, {
+        "modelService.cpuRequest": "'0' is not a CPU quantity / write cores like 500m, 1 or 1.5",
+        "modelService.memoryRequest": "'12XB' is not a memory quantity / write bytes like 512Mi or 2Gi"}),
+    # the front door: HTTPS at a name, in a zone that holds it
+    ("prod", {"modelService": PROD_SIZES}, {
+        "modelService": "prod would serve the model over plain HTTP to the internet / pulumi config set --path "
+                        "'modelService.domain' <name> with --path 'modelService.hostedZoneName' <zone> (or set "
+                        "certificateArn), or --path 'modelService.scheme' internal"}),
+    ("dev", {"modelService": {"domain": "iris.example.com"}}, {
+        "modelService.domain": "domain iris.example.com needs the Route 53 hosted zone that holds it / pulumi config "
+                               "set --path 'modelService.hostedZoneId' <Z...>, or --path 'modelService.hostedZoneName' "
+                               "<zone name>"}),
+    ("dev", {"modelService": {"domain": "iris.notexample.com", "hostedZoneName": "example.com"}}, {
+        "modelService.domain": "domain iris.notexample.com is not in hosted zone example.com / use a name ending in "
+                               ".example.com, or the zone that holds iris.notexample.com"}),
+    *[("dev", {"modelService": {key: zone}}, {
+        f"modelService.{key}": "a hosted zone without a domain has nothing to serve / "
+                               "pulumi config set --path 'modelService.domain' <name in that zone>"})
+      for key, zone in (("hostedZoneName", "example.com"), ("hostedZoneId", ZONE_ID))],
+    ("dev", {"modelService": {"domain": "iris.example.com", "hostedZoneName": "example.com", "hostedZoneId": ZONE_ID}},
+     {"modelService.hostedZoneName": "give the hosted zone once: by ID or by name, not both / "
+                                     "pulumi config rm --path 'modelService.hostedZoneName'"}),
+    ("dev", {"modelService": {"domain": "https://iris.example.com"}}, {
+        "modelService.domain": "'https://iris.example.com' is not a DNS name / write it like iris.ml.example.com "
+                               "(lowercase, no scheme or path)"}),
+    ("dev", {"modelService": {"domain": "iris.example.com", "hostedZoneId": "zone-1"}}, {
+        "modelService.hostedZoneId": "'zone-1' is not a Route 53 hosted zone ID / use the zone's ID, e.g. "
+                                     "Z0123456789ABCDEFGHIJ (aws route53 list-hosted-zones)"}),
+])
+def test_each_problem_reads_exactly(stack: str, overrides: dict[str, Any], expected: dict[str, str]) -> None:
+    assert problems(stack, **overrides) == expected
+
+
+@pytest.mark.parametrize(("model", "accepted"), [
+    ({"domain": "example.com", "hostedZoneName": "example.com"}, "the zone's apex"),
+    ({"domain": "iris.ml.example.com", "hostedZoneName": "example.com"}, "a name deeper in the zone"),
+    ({"domain": "iris.example.com", "hostedZoneId": ZONE_ID}, "any name, when the zone is given by ID"),
+])
+def test_names_a_hosted_zone_holds_are_accepted(model: dict[str, Any], accepted: str) -> None:
+    assert load(modelService=model).model_service.domain == model["domain"], accepted
+
+
+def test_a_vpc_of_the_smallest_size_aws_allows_is_refused_for_its_subnets_not_its_size() -> None:
+    assert problems(vpcCidr="10.0.0.0/28") == {
+        "vpcCidr": "10.0.0.0/28 is too small for 2 zone(s): each of its 4 subnets would be /30, and pods need at "
+                   "least /24 / use a /22 or larger, e.g. pulumi config set vpcCidr 10.0.0.0/16"}
+
+
+@pytest.mark.parametrize(("count", "header"), [(1, "(1 problem):"), (2, "(2 problems):")])
+def test_the_report_counts_its_problems(count: int, header: str) -> None:
+    with pytest.raises(StackConfigError) as caught:
+        load(**dict(list({"azCount": 0, "natGatways": "single"}.items())[:count]))
+    assert str(caught.value).splitlines()[0] == f"Invalid stack config for 'dev' {header}"
+
+
+def test_a_model_built_directly_still_says_what_is_wrong() -> None:
+    """Code that builds a settings model itself (not through the loader) gets pydantic's error,
+    which carries the problem's message."""
+    from infra.settings.models import NodePoolSettings
+
+    with pytest.raises(ValidationError, match="1 is less than minSize 3"):
+        NodePoolSettings.model_validate({"instanceTypes": ["m7i.large"], "minSize": 3, "maxSize": 1})
