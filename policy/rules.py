@@ -150,7 +150,7 @@ def workload_restricted(resource: Resource) -> Iterator[str]:
         return  # cluster add-ons in kube-system are held to the rules below, not to "restricted"
     pod = pod_spec(resource)
     pod_security = pod.get("securityContext") or {}
-    for container in pod.get("containers") or []:
+    for container in containers(resource):  # init containers too, as Pod Security admission checks them
         name = container.get("name", "?")
         security = {**pod_security, **(container.get("securityContext") or {})}
         if security.get("runAsNonRoot") is not True:
@@ -160,7 +160,7 @@ def workload_restricted(resource: Resource) -> Iterator[str]:
         if (security.get("capabilities") or {}).get("drop") != ["ALL"]:
             yield f"container {name}: capabilities must drop ALL"
         if (security.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
-            yield f"container {name}: seccompProfile must be RuntimeDefault"
+            yield f"container {name}: seccompProfile must be RuntimeDefault or Localhost"
         if security.get("readOnlyRootFilesystem") is not True:
             yield f"container {name}: readOnlyRootFilesystem must be true"
         limits = (container.get("resources") or {}).get("limits") or {}

@@ -189,3 +189,104 @@ def test_the_restricted_rule_names_the_model_namespace() -> None:
     from policy.rules import MODEL_NAMESPACE
 
     assert MODEL_NAMESPACE == NAMESPACE
+
+
+# -- what each rule says, word for word, and where it looks ----------------------------------------------
+
+def test_resource_paths_go_through_maps_and_lists_and_stop_at_anything_else() -> None:
+    resource = Resource("t", "n", {"rules": [{"scanFrequency": "SCAN_ON_PUSH"}], "name": "x"})
+    assert resource.get("rules", 0, "scanFrequency") == "SCAN_ON_PUSH"
+    assert resource.get("rules", 1, "scanFrequency") is None  # past the end
+    assert resource.get("name", 0) is None and resource.get("name", "first") is None  # into a string
+    assert resource.get("rules", "scanFrequency") is None  # a list is not a map
+
+
+def test_registry_scanning_rule_says_what_to_set() -> None:
+    scanning = one("prod", "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration")
+    scanning.props["rules"][0]["scanFrequency"] = "MANUAL"
+    assert rule("ecr-registry-scanning").violations(scanning) == [
+        "the registry must scan images on push or continuously (rules[].scanFrequency)"]
+
+
+def test_secrets_and_endpoint_rules_say_what_to_set() -> None:
+    cluster = one("prod", CLUSTER)
+    del cluster.props["encryptionConfig"]
+    cluster.props["vpcConfig"]["publicAccessCidrs"] = ["0.0.0.0/0"]
+    assert rule("eks-secrets-encryption").violations(cluster) == [
+        "Kubernetes secrets must be envelope-encrypted with KMS (encryptionConfig.resources: [secrets])"]
+    assert rule("eks-no-open-endpoint-in-prod").violations(cluster) == [
+        "the prod Kubernetes API must not be open to the internet (vpcConfig.publicAccessCidrs)"]
+    cluster.props["vpcConfig"]["endpointPublicAccess"] = False  # a private endpoint: the CIDRs do not apply
+    assert rule("eks-no-open-endpoint-in-prod").violations(cluster) == []
+
+
+def test_node_rules_say_what_to_set() -> None:
+    template = one("dev", "aws:ec2/launchTemplate:LaunchTemplate", "pool-cpu-nodes")
+    template.props["metadataOptions"] = {"httpTokens": "optional", "httpPutResponseHopLimit": 2}
+    assert rule("nodes-private-imdsv2").violations(template) == [
+        "nodes must require IMDSv2 (metadataOptions.httpTokens: required)",
+        "pods must not reach node credentials (metadataOptions.httpPutResponseHopLimit: 1)"]
+
+
+def test_a_subnet_that_gives_public_addresses_is_public() -> None:
+    group = one("dev", "aws:eks/nodeGroup:NodeGroup", "pool-cpu-nodes")
+    (subnet, *_) = group.property_dependencies["subnetIds"]
+    subnet.props["mapPublicIpOnLaunch"] = True  # no load balancer tag, but nodes would get public addresses
+    assert rule("nodes-private-imdsv2").violations(group) == [
+        f"nodes must run in private subnets only; {subnet.name} is public"]
+    group.property_dependencies = {}  # subnets not known yet in a preview: nothing to say about them
+    assert rule("nodes-private-imdsv2").violations(group) == []
+
+
+def test_stateful_rule_says_what_to_set() -> None:
+    repository = one("prod", REPOSITORY)
+    repository.protect = False
+    assert rule("stateful-protected-in-prod").violations(repository) == [
+        "stateful resources must be protected in prod (protect=True)"]
+
+
+def model_pod(deployment: Resource) -> dict[str, Any]:
+    pod: dict[str, Any] = deployment.props["spec"]["template"]["spec"]
+    return pod
+
+
+def test_the_restricted_rule_holds_init_containers_and_volumes_to_it_too() -> None:
+    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    pod = model_pod(deployment)
+    pod["initContainers"] = [{"name": "setup", "image": "busybox@sha256:" + "0" * 64}]
+    pod["volumes"] = [*pod.get("volumes", []), {"name": "host", "hostPath": {"path": "/var/run"}}]
+    # runAsNonRoot and the seccomp profile come from the pod's security context; the rest is per container
+    assert rule("workload-restricted").violations(deployment) == [
+        *(f"container setup: {requirement}" for requirement in (
+            "allowPrivilegeEscalation must be false", "capabilities must drop ALL",
+            "readOnlyRootFilesystem must be true", "cpu and memory limits are required")),
+        "hostPath volumes are not allowed"]
+    del pod["securityContext"]
+    assert rule("workload-restricted").violations(deployment)[:2] == [
+        "container setup: runAsNonRoot must be true", "container setup: allowPrivilegeEscalation must be false"]
+
+
+def test_the_restricted_rule_takes_the_pods_security_context_as_each_containers_default() -> None:
+    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    pod = model_pod(deployment)
+    (container,) = pod["containers"]
+    security = container.pop("securityContext")
+    pod["securityContext"] = {**security, "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}
+    assert rule("workload-restricted").violations(deployment) == []
+
+
+def test_requests_are_required_of_init_containers_and_cron_jobs() -> None:
+    template = {"spec": {"initContainers": [{"name": "migrate", "image": "x"}],
+                         "containers": [{"name": "run", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}}
+    cron = Resource("kubernetes:batch/v1:CronJob", "nightly",
+                    {"metadata": {"name": "nightly"}, "spec": {"jobTemplate": {"spec": {"template": template}}}})
+    assert rule("containers-request-resources").violations(cron) == [
+        f"container {name}: cpu and memory requests are required (without them the pod is BestEffort, evicted first)"
+        for name in ("migrate", "run")]
+
+
+def test_a_privileged_container_without_a_namespace_is_named_in_default() -> None:
+    pod = {"containers": [{"name": "c", "securityContext": {"privileged": True}}]}
+    job = Resource("kubernetes:batch/v1:Job", "j", {"metadata": {"name": "j"}, "spec": {"template": {"spec": pod}}})
+    assert rule("no-unlisted-privileged-containers").violations(job) == [
+        "container c of default/j is privileged and not in PRIVILEGED_ALLOWED"]
