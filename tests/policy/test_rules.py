@@ -290,3 +290,21 @@ def test_a_privileged_container_without_a_namespace_is_named_in_default() -> Non
     job = Resource("kubernetes:batch/v1:Job", "j", {"metadata": {"name": "j"}, "spec": {"template": {"spec": pod}}})
     assert rule("no-unlisted-privileged-containers").violations(job) == [
         "container c of default/j is privileged and not in PRIVILEGED_ALLOWED"]
+
+
+def test_a_workload_whose_pod_is_not_known_yet_has_nothing_to_say() -> None:
+    pending = Resource("kubernetes:apps/v1:Deployment", "d", {"metadata": {"namespace": "model-serving"}})
+    assert [message for each in RULES for message in each.violations(pending)] == []
+
+
+def test_a_container_whose_name_is_not_known_yet_is_called_question_mark() -> None:
+    """In a preview a container's name can be unknown; the message still says which rule it broke."""
+    container = {"image": "x@sha256:" + "0" * 64, "securityContext": {"privileged": True}}
+    pod = {"metadata": {"namespace": "model-serving", "name": "d"}, "spec": {"template": {"spec": {
+        "containers": [container]}}}}
+    deployment = Resource("kubernetes:apps/v1:Deployment", "d", pod)
+    messages = [message for each in RULES for message in each.violations(deployment)]
+    assert "container ?: runAsNonRoot must be true" in messages
+    assert "container ?: cpu and memory requests are required (without them the pod is BestEffort, evicted first)" \
+        in messages
+    assert "container ? of model-serving/d is privileged and not in PRIVILEGED_ALLOWED" in messages
