@@ -14,8 +14,7 @@ from infra.settings import PROJECT_DIR
 from review import cost
 from review.cost import PriceError, estimate, price_table
 from review.plan import diff, diff_text, show
-from review.synth import synthesize
-from tests.support.stacks import STACKS, synthesized
+from tests.support.stacks import STACKS, synthesized, synthesized_variant, synthesized_with
 
 
 def plan(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:
@@ -53,7 +52,7 @@ def test_spot_pools_are_priced_at_spot_rates() -> None:
 
 
 def test_an_unpriced_instance_type_is_an_error_not_a_zero() -> None:
-    synthesis = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.48xlarge"], "minSize": 2,
+    synthesis = synthesized_with("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.48xlarge"], "minSize": 2,
                                                          "maxSize": 3}}})
     with pytest.raises(PriceError, match=r"no price for instance type m7i\.48xlarge in us-east-1"):
         estimate(synthesis)
@@ -143,11 +142,10 @@ def test_plan_lists_each_charts_rendered_objects_under_it() -> None:
 
 
 def test_diff_shows_the_rendered_objects_a_value_change_touches() -> None:
-    from review.synth import synthesize
     from tests.support.charts import rendered_chart
 
     rendered_chart("staging", "cluster-autoscaler")
-    result = diff(synthesized("staging"), synthesize("staging", {"kubernetesVersion": "1.36"}), "1.35", "1.36")
+    result = diff(synthesized("staging"), synthesized_variant("staging-1.36"), "1.35", "1.36")
     changed = {change.key.rsplit("::", 1)[-1]: change.changes for change in result.changed}
     image = "spec.template.spec.containers[0].image"
     (deployment,) = [changes for key, changes in changed.items()
@@ -204,7 +202,7 @@ def test_front_door_costs_are_itemised_with_free_and_negligible_parts_said_so() 
 
 
 def test_an_internal_load_balancer_has_no_public_addresses() -> None:
-    internal = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2,
+    internal = synthesized_with("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2,
                                                    "scheme": "internal"}})
     items = {item.item: item for item in estimate(internal).items}
     assert items["Public IPv4 addresses"].basis.startswith("1 NAT + 0 load balancer addresses")
@@ -220,6 +218,6 @@ def test_observability_costs_are_itemised_and_leave_with_it() -> None:
     assert "90 days" in items["Container log storage"].basis
     assert items["S3: load balancer access logs"].maximum == pytest.approx(50 * prices["global"]["s3StandardGbMonth"])
     assert items["SNS alert emails"].maximum == 0
-    off = synthesize("dev", {"observability": {"enabled": False}})
+    off = synthesized_with("dev", {"observability": {"enabled": False}})
     assert not {"EBS: Prometheus volume (gp3)", "Container log ingestion", "S3: load balancer access logs"} & {
         item.item for item in estimate(off).items}

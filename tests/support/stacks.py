@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from typing import Any
 
 from review.records import Synthesis
@@ -36,3 +37,13 @@ def synthesized_variant(variant: str) -> Synthesis:
 def synthesized(stack: str) -> Synthesis:
     """A committed stack's synthesis (see synthesized_variant)."""
     return synthesized_variant(stack)
+
+
+@functools.cache
+def _synthesized_with(stack: str, overrides_json: str) -> Synthesis:
+    return synthesize(stack, json.loads(overrides_json))
+
+
+def synthesized_with(stack: str, overrides: dict[str, Any]) -> Synthesis:
+    """A stack with config overrides, synthesized once per test session (see synthesized_variant)."""
+    return copy.deepcopy(_synthesized_with(stack, json.dumps(overrides, sort_keys=True)))
