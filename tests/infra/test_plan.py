@@ -62,8 +62,20 @@ def test_an_unpriced_region_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None
     table = json.loads(cost.PRICES_FILE.read_text())
     del table["regions"]["us-east-1"]
     monkeypatch.setattr(cost, "price_table", lambda path=None: table)
-    with pytest.raises(PriceError, match="no prices for region us-east-1"):
+    with pytest.raises(PriceError) as raised:
         estimate(synthesized("dev"))
+    assert str(raised.value) == (f"no prices for region us-east-1 in prices.json (it has {', '.join(table['regions'])}"
+                                 f"; prices as of {table['date']}): add the region")
+
+
+def test_a_node_group_without_capacity_type_or_launch_template_is_priced_as_aws_defaults_it() -> None:
+    """On-demand capacity, and a 20 GB root volume (the EKS default without a launch template)."""
+    dev = synthesized("dev")
+    group = dev.one("aws:eks/nodeGroup:NodeGroup", "pool-cpu-nodes")
+    del group.inputs["capacityType"], group.inputs["launchTemplate"]
+    items = {item.item: item for item in estimate(dev).items}
+    assert items["EC2: pool cpu (on-demand)"].basis.startswith("2..4 x m7i.large/m6i.large")
+    assert items["EBS: node root volumes (gp3)"].basis == "40..130 GB x $0.08/GB-month"  # 2..4 x 20 + 0..1 x 50
 
 
 def test_show_in_every_format() -> None:
@@ -221,3 +233,110 @@ def test_observability_costs_are_itemised_and_leave_with_it() -> None:
     off = synthesized_with("dev", {"observability": {"enabled": False}})
     assert not {"EBS: Prometheus volume (gp3)", "Container log ingestion", "S3: load balancer access logs"} & {
         item.item for item in estimate(off).items}
+
+
+# -- the whole estimate, line by line: what a reviewer reads in `make plan` ------------------------------
+# Checked by hand against review/prices.json (2026 prices) and the stack files: dev is 2 zones in
+# us-east-1 with a spot CPU pool of 2..4 and a GPU pool of 0..1; prod is 3 zones in eu-west-1 behind
+# HTTPS and WAF, with on-demand pools of 3..12 and 0..4 nodes. A month is 730 hours.
+
+ESTIMATE_DEV = [
+    ('EKS control plane', 73.0, 73.0,
+     '1 cluster x $0.1/h (standard support)'),
+    ('EC2: pool cpu (spot)', 58.4, 122.64,
+     '2..4 x m7i.large/m6i.large at $0.04..$0.042/h'),
+    ('EC2: pool gpu (on-demand)', 0.0, 734.38,
+     '0..1 x g5.xlarge at $1.006..$1.006/h'),
+    ('EBS: node root volumes (gp3)', 8.0, 20.0,
+     '100..250 GB x $0.08/GB-month'),
+    ('NAT gateways', 32.85, 32.85,
+     '1 x $0.045/h, plus per-GB processing (excluded)'),
+    ('Public IPv4 addresses', 10.95, 10.95,
+     '1 NAT + 2 load balancer addresses x $0.005/h'),
+    ('Application load balancer', 16.425, 16.425,
+     '1 x $0.0225/h'),
+    ('Load balancer capacity units', 5.84, 58.4,
+     '1..10 LCU x $0.008/h'),
+    ('EFS storage', 0.3, 15.0,
+     '1..50 GB x $0.3/GB-month'),
+    ('KMS keys', 1.0, 1.0,
+     '1 x $1.0/month'),
+    ('Control-plane log ingestion', 2.5, 25.0,
+     '5..50 GB x $0.5/GB ingested'),
+    ('EBS: Prometheus volume (gp3)', 0.8, 0.8,
+     '10 GB x $0.08/GB-month'),
+    ('Container log ingestion', 1.0, 25.0,
+     '2..50 GB x $0.5/GB ingested'),
+    ('Container log storage', 0.014, 0.35,
+     '2..50 GB a month kept 7 days x $0.03/GB-month'),
+    ('S3: load balancer access logs', 0.023, 1.15,
+     '1..50 GB x $0.023/GB-month'),
+    ('SNS alert emails', 0, 0,
+     'first 1,000 emails a month free; then $2 per 100,000'),
+]
+ESTIMATE_PROD = [
+    ('EKS control plane', 73.0, 73.0,
+     '1 cluster x $0.1/h (standard support)'),
+    ('EC2: pool cpu (on-demand)', 492.312, 1969.248,
+     '3..12 x m7i.xlarge at $0.2248..$0.2248/h'),
+    ('EC2: pool gpu (on-demand)', 0.0, 3950.76,
+     '0..4 x g5.2xlarge at $1.353..$1.353/h'),
+    ('EBS: node root volumes (gp3)', 13.2, 88.0,
+     '150..1000 GB x $0.088/GB-month'),
+    ('NAT gateways', 105.12, 105.12,
+     '3 x $0.048/h, plus per-GB processing (excluded)'),
+    ('Public IPv4 addresses', 21.9, 21.9,
+     '3 NAT + 3 load balancer addresses x $0.005/h'),
+    ('Application load balancer', 18.396, 18.396,
+     '1 x $0.0252/h'),
+    ('Load balancer capacity units', 5.84, 58.4,
+     '1..10 LCU x $0.008/h'),
+    ('EFS storage', 0.33, 16.5,
+     '1..50 GB x $0.33/GB-month'),
+    ('KMS keys', 1.0, 1.0,
+     '1 x $1.0/month'),
+    ('Control-plane log ingestion', 2.85, 28.5,
+     '5..50 GB x $0.57/GB ingested'),
+    ('ACM public certificate', 0, 0,
+     '1 x free'),
+    ('Route 53 records', 0, 0,
+     'alias queries to the load balancer are free; other queries negligible ($0.40/million)'),
+    ('AWS WAF web ACL and rules', 9.0, 9.0,
+     '$5.0/month + 4 rules x $1.0/month'),
+    ('AWS WAF requests', 0.6, 60.0,
+     '1..100 million requests x $0.6/million'),
+    ('ECR image scans (Amazon Inspector)', 0.45, 2.7,
+     '5..30 pushed images x $0.09'),
+    ('ECR rescans (Amazon Inspector)', 0.1, 1.5,
+     '10..150 rescans x $0.01'),
+    ('EBS: Prometheus volume (gp3)', 8.8, 8.8,
+     '100 GB x $0.088/GB-month'),
+    ('Container log ingestion', 1.14, 28.5,
+     '2..50 GB x $0.57/GB ingested'),
+    ('Container log storage', 0.18, 4.5,
+     '2..50 GB a month kept 90 days x $0.03/GB-month'),
+    ('S3: load balancer access logs', 0.023, 1.15,
+     '1..50 GB x $0.023/GB-month'),
+    ('SNS alert emails', 0, 0,
+     'first 1,000 emails a month free; then $2 per 100,000'),
+]
+
+
+@pytest.mark.parametrize(("stack", "expected"), [("dev", ESTIMATE_DEV), ("prod", ESTIMATE_PROD)])
+def test_the_estimate_line_by_line(stack: str, expected: list[tuple[str, float, float, str]]) -> None:
+    result = estimate(synthesized(stack))
+    assert (result.region, result.currency) == ({"dev": "us-east-1", "prod": "eu-west-1"}[stack], "USD")
+    assert [(item.item, item.basis) for item in result.items] == [(item, basis) for item, _, _, basis in expected]
+    assert [(item.minimum, item.maximum) for item in result.items] == [
+        (pytest.approx(low, abs=1e-4), pytest.approx(high, abs=1e-4)) for _, low, high, _ in expected]
+
+
+def test_the_estimate_as_json_rounds_its_totals_to_cents() -> None:
+    result = estimate(synthesized("dev"))
+    as_json = result.to_dict()
+    assert (as_json["region"], as_json["currency"]) == ("us-east-1", "USD")
+    assert as_json["prices_date"] == price_table()["date"]
+    assert (as_json["minimum"], as_json["maximum"]) == (round(result.minimum, 2), round(result.maximum, 2))
+    assert as_json["items"][0] == {"item": "EKS control plane", "minimum": 73.0, "maximum": 73.0,
+                                   "basis": "1 cluster x $0.1/h (standard support)"}
+    assert len(as_json["items"]) == len(result.items)
