@@ -287,3 +287,13 @@ def test_v1_refusals_exactly(model: Model, body: bytes, message: str) -> None:
 
 def test_v1_rows_are_float64(model: Model) -> None:
     assert protocol.decode_v1(model, b'{"instances": [[5, 3, 1, 0]]}').dtype == np.float64
+
+
+@pytest.mark.parametrize(("body", "header", "message"), [
+    (v2(shape=[1, 5]), None, "inputs[0].shape: model 'iris' takes [rows, 4] (4 features per row), got [1, 5]"),
+    (v2(data=[True, False, True, True]), None, "inputs[0].data: datatype FP64 cannot hold booleans"),
+    (v2() + b"\x00\x00", len(v2()), "body: 2 bytes of binary data, but no input declares binary_data_size"),
+    (v2(outputs=[]), None, 'outputs: expected a non-empty list of {"name": ...} objects'),
+])
+def test_refusals_read_exactly(model: Model, body: bytes, header: int | None, message: str) -> None:
+    assert refused(model, body, header) == message
