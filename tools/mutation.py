@@ -6,10 +6,11 @@ each module runs in a staging tree of its own, .mutation/<module>/, where every 
 src/: src/model_server, src/infra, src/review, src/policy, with the project files beside them.
 
 Each module is measured by its own in-process tests only. A test that starts a server process or
-synthesizes another git revision runs code outside the mutated copy; and mutmut forks every mutant
-from a process that has run no test, so a test that synthesizes a stack runs the whole program
-again for each mutant (seconds each): the settings are measured by their own tests, which cover
-every rule, and the cost estimate, which needs synthesized stacks, gets a longer time limit.
+synthesizes another git revision runs code outside the mutated copy. mutmut forks every mutant
+from a server process that ran the tests once: stacks synthesized then come from the per-session
+caches of tests/support/stacks.py, but a synthesis started in a forked process hangs (Pulumi's
+runtime waits on a thread of its parent), and so does chart rendering (Go's runtime). So the
+tests of mutated modules take their stacks from those caches, and tests that render are left out.
 
     python tools/mutation.py [module ...]     # e.g. model_server.protocol; all of them by default
 """
