@@ -1,13 +1,14 @@
 """Estimated monthly cost of a synthesized stack, as a range from minimum to maximum scale.
 
 Minimum: every node pool at its minSize (a GPU pool with min 0 costs nothing); maximum:
-every pool at maxSize. Prices come from infra/prices.json, a dated snapshot with its
+every pool at maxSize. Prices come from review/prices.json, a dated snapshot with its
 source; an instance type or region missing from it is an error, never a silent zero.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,11 @@ from typing import Any
 from review.records import ResourceRecord, Synthesis
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
+
+
+# Adds a line item whose quantity is a range from the price table's assumptions: (item, assumption
+# key, price per unit of that quantity, basis after the range).
+Ranged = Callable[[str, str, float, str], None]
 
 
 class PriceError(LookupError):
@@ -89,8 +95,9 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
             items.append(LineItem(item, monthly, monthly, basis))
 
     def ranged(item: str, key: str, unit_price: float, basis: str) -> None:
+        """An item whose quantity ranges over the table's assumption `key`; `basis` follows the range."""
         low, high = assumptions[key]["min"], assumptions[key]["max"]
-        items.append(LineItem(item, low * unit_price, high * unit_price, basis.format(low=low, high=high)))
+        items.append(LineItem(item, low * unit_price, high * unit_price, f"{low}..{high} {basis}"))
 
     clusters = len(synthesis.of_type("aws:eks/cluster:Cluster"))
     fixed("EKS control plane", clusters * prices["eksControlPlaneHour"] * hours,
@@ -134,22 +141,22 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
         fixed("Application load balancer", balancers * prices["albHour"] * hours,
               f"{balancers} x ${prices['albHour']}/h")
         ranged("Load balancer capacity units", "albLcus", balancers * prices["albLcuHour"] * hours,
-               "{low}..{high} LCU x $" + str(prices["albLcuHour"]) + "/h")
+               f"LCU x ${prices['albLcuHour']}/h")
     file_systems = len(synthesis.of_type("aws:efs/fileSystem:FileSystem"))
     if file_systems:
         ranged("EFS storage", "efsStoredGb", file_systems * prices["efsStandardGbMonth"],
-               "{low}..{high} GB x $" + str(prices["efsStandardGbMonth"]) + "/GB-month")
+               f"GB x ${prices['efsStandardGbMonth']}/GB-month")
     keys = len(synthesis.of_type("aws:kms/key:Key"))
     fixed("KMS keys", keys * prices["kmsKeyMonth"], f"{keys} x ${prices['kmsKeyMonth']}/month")
     if any(c.inputs.get("enabledClusterLogTypes") for c in synthesis.of_type("aws:eks/cluster:Cluster")):
         ranged("Control-plane log ingestion", "controlPlaneLogGbPerMonth", prices["cloudwatchLogsIngestGb"],
-               "{low}..{high} GB x $" + str(prices["cloudwatchLogsIngestGb"]) + "/GB ingested")
+               f"GB x ${prices['cloudwatchLogsIngestGb']}/GB ingested")
     front_door(synthesis, items, ranged)
     observability(synthesis, items, prices, ranged)
     return CostEstimate(region, table["date"], table["currency"], items)
 
 
-def observability(synthesis: Synthesis, items: list[LineItem], prices: dict[str, Any], ranged: Any) -> None:
+def observability(synthesis: Synthesis, items: list[LineItem], prices: dict[str, Any], ranged: Ranged) -> None:
     """Prometheus's volume, container logs in CloudWatch, access logs in S3 (SNS email: negligible)."""
     shared = price_table()["global"]
     for chart in synthesis.of_type("kubernetes:helm.sh/v4:Chart"):
@@ -164,20 +171,19 @@ def observability(synthesis: Synthesis, items: list[LineItem], prices: dict[str,
         if group.name != "logs-containers":
             continue
         ranged("Container log ingestion", "containerLogGbPerMonth", prices["cloudwatchLogsIngestGb"],
-               "{low}..{high} GB x $" + str(prices["cloudwatchLogsIngestGb"]) + "/GB ingested")
+               f"GB x ${prices['cloudwatchLogsIngestGb']}/GB ingested")
         days = group.inputs["retentionInDays"]
         ranged("Container log storage", "containerLogGbPerMonth",
                shared["cloudwatchLogsStorageGbMonth"] * days / 30,
-               "{low}..{high} GB a month kept " + f"{days} days" + " x $"
-               + str(shared["cloudwatchLogsStorageGbMonth"]) + "/GB-month")
+               f"GB a month kept {days} days x ${shared['cloudwatchLogsStorageGbMonth']}/GB-month")
     if synthesis.of_type("aws:s3/bucket:Bucket"):
         ranged("S3: load balancer access logs", "accessLogGbStored", shared["s3StandardGbMonth"],
-               "{low}..{high} GB x $" + str(shared["s3StandardGbMonth"]) + "/GB-month")
+               f"GB x ${shared['s3StandardGbMonth']}/GB-month")
     if synthesis.of_type("aws:sns/topic:Topic"):
         items.append(LineItem("SNS alert emails", 0, 0, "first 1,000 emails a month free; then $2 per 100,000"))
 
 
-def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Any) -> None:
+def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Ranged) -> None:
     """TLS, DNS, WAF and image scanning: priced the same in every region of the table."""
     prices = price_table()["global"]
     certificates = synthesis.of_type("aws:acm/certificate:Certificate")
@@ -192,10 +198,10 @@ def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Any) -> None
         items.append(LineItem("AWS WAF web ACL and rules", monthly, monthly,
                               f"${prices['wafWebAclMonth']}/month + {rules} rules x ${prices['wafRuleMonth']}/month"))
         ranged("AWS WAF requests", "requestsMillionPerMonth", prices["wafRequestsMillion"],
-               "{low}..{high} million requests x $" + str(prices["wafRequestsMillion"]) + "/million")
+               f"million requests x ${prices['wafRequestsMillion']}/million")
     for scanning in synthesis.of_type("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"):
         if scanning.inputs["scanType"] == "ENHANCED":
             ranged("ECR image scans (Amazon Inspector)", "imagesPushedPerMonth", prices["inspectorImageScan"],
-                   "{low}..{high} pushed images x $" + str(prices["inspectorImageScan"]))
+                   f"pushed images x ${prices['inspectorImageScan']}")
             ranged("ECR rescans (Amazon Inspector)", "imageRescansPerMonth", prices["inspectorImageRescan"],
-                   "{low}..{high} rescans x $" + str(prices["inspectorImageRescan"]))
+                   f"rescans x ${prices['inspectorImageRescan']}")
