@@ -50,6 +50,8 @@ class Resource:
     property_dependencies: dict[str, list[Resource]] = field(default_factory=dict)
 
     def get(self, *path: str | int) -> Any:
+        # The twin of review.records.value_at: the pack runs alone in the venv Pulumi makes for it
+        # (policy/requirements.txt), so it cannot import the project's packages.
         value: Any = self.props
         for key in path:
             if isinstance(key, int):
