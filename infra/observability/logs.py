@@ -57,7 +57,7 @@ def fluent_bit_values(identity: StackIdentity) -> dict[str, Any]:
         "filter": {"mergeLog": "On", "mergeLogKey": "data", "keepLog": "Off"},
         "priorityClassName": "system-node-critical",
         "tolerations": [{"operator": "Exists"}],  # every node, GPU nodes included
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "resources": helm.container_resources("50m", "64Mi", "256Mi"),
     }
 
 

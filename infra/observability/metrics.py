@@ -20,6 +20,7 @@ import pulumi_random as random
 from infra.node_pools import ACCELERATOR_LABEL, GPU_RESOURCE, POOL_LABEL
 from infra.observability.alerting import ALERTMANAGER_SERVICE_ACCOUNT, MONITORING_NAMESPACE
 from infra.platform import helm
+from infra.platform.helm import container_resources as resources
 from infra.platform.storage import BLOCK_STORAGE_CLASS
 from infra.settings import ObservabilitySettings
 
@@ -30,10 +31,6 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"
 CONTROL_PLANE = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
 UNUSED_RULES = ("etcd", "kubeControllerManager", "kubeSchedulerAlerting", "kubeSchedulerRecording", "kubeProxy",
                 "windows")
-
-
-def resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             "nodeSelector": {POOL_LABEL: args.system_pool},
             "priorityClassName": helm.CLUSTER_CRITICAL,
             # Memory grows with the number of nodes and pods it simulates; ample for hundreds of nodes.
-            "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"memory": "1Gi"}},
+            "resources": helm.container_resources("100m", "300Mi", "1Gi"),
             "extraArgs": {
                 # No balance-similar-node-groups: each pool is one node group spanning every zone
                 # (the Auto Scaling group spreads its instances over them), and no two pools are alike.

@@ -21,6 +21,11 @@ NAMESPACE = "kube-system"
 CLUSTER_CRITICAL = "system-cluster-critical"
 
 
+def container_resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
+    """A system container's requests, and a memory limit (no CPU limit: it would only throttle)."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
 def spread_over_zones_and_nodes(pod_labels: dict[str, str]) -> list[dict[str, Any]]:
     """Replicas of an add-on in different zones, then on different nodes. Soft, so a zone short
     of nodes delays nothing; the selector must match the chart's own pod labels to have effect."""

@@ -145,7 +145,7 @@ class LoadBalancerController(pulumi.ComponentResource):
             "podDisruptionBudget": {"maxUnavailable": 1},
             "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
             "priorityClassName": helm.CLUSTER_CRITICAL,
-            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+            "resources": helm.container_resources("50m", "128Mi", "512Mi"),
             "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
             "nodeSelector": {POOL_LABEL: args.system_pool},
             "ingressClass": INGRESS_CLASS,

@@ -31,7 +31,7 @@ class MetricsServer(pulumi.ComponentResource):
             "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
             "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
             # The chart's own requests, plus a memory limit: its use grows with nodes and pods.
-            "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "500Mi"}},
+            "resources": helm.container_resources("100m", "200Mi", "500Mi"),
             "nodeSelector": {POOL_LABEL: args.system_pool},
         }, args.wait_for, pulumi.ResourceOptions(parent=self))
         self.register_outputs({})
