@@ -46,7 +46,7 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
 
     server = loop.run_until_complete(loop.create_server(make_connection, sock=listener, backlog=1024,
                                                         start_serving=False))
-
+    finished: asyncio.Future[None] = loop.create_future()
 
     def finish_in_flight(deadline: float, adopted: list[asyncio.Task[object]]) -> None:
         for connection in list(state.connections):
@@ -55,7 +55,7 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
         if (state.connections or not all(task.done() for task in adopted)) and loop.time() < deadline:
             loop.call_later(SHUTDOWN_POLL_S, finish_in_flight, deadline, adopted)
         else:
-            loop.stop()
+            finished.set_result(None)
 
     def stop_accepting() -> None:
         # Serve whatever the kernel already queued for us: a connection left in the backlog
@@ -80,18 +80,24 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
         prediction_log.flush()
         loop.call_later(LOG_FLUSH_S, flush_prediction_log)
 
-    # Stop signals are handled before the first connection is accepted: once a readiness probe
-    # has been answered, SIGTERM must drain, never kill.
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, begin_shutdown)
-    # A supervisor forks workers with these blocked; any that arrived meanwhile are delivered now.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    # Ready is true from the first accepted connection: the model is loaded and warmed up.
-    state.ready = True
-    loop.run_until_complete(server.start_serving())
-    flush_prediction_log()
+    async def run() -> None:
+        # Stop signals are handled before the first connection is accepted: once a readiness
+        # probe has been answered, SIGTERM must drain, never kill. uvloop sees a signal only while
+        # its loop runs (it sets the wakeup fd in run and restores it after,
+        # https://github.com/MagicStack/uvloop/pull/270); one arriving between two run_* calls is
+        # lost. So everything from installing the handlers to exiting happens in this one run.
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, begin_shutdown)
+        # A supervisor forks workers with these blocked; any that arrived meanwhile are delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        # Ready is true from the first accepted connection: the model is loaded and warmed up.
+        state.ready = True
+        await server.start_serving()
+        flush_prediction_log()
+        await finished
+
     try:
-        loop.run_forever()
+        loop.run_until_complete(run())
     finally:
         access_log.flush()
         prediction_log.close()

@@ -1,10 +1,13 @@
+"""SIGTERM drains a worker: never a lost request, never a signal lost."""
+
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.support.server import start_server
+from tests.support.server import APP_DIR, free_port, server_env, start_server, write_model
 from tests.support.shutdown import terminate_under_load
 
 
@@ -26,3 +29,30 @@ def test_sigterm_under_load_loses_no_request(tmp_path: Path) -> None:
     assert report.ready_503_after_s is not None and report.ready_503_after_s < 0.5, report
     assert report.exit_code == 0, server.log()
     assert report.exited_after_s < 1.0 + 5 + 2
+
+
+# A worker as the supervisor forks it, with SIGTERM blocked; the supervisor forwards a SIGTERM
+# before the worker unblocks it, as when a pod is deleted while its workers still warm up.
+WORKER_WITH_PENDING_STOP = """
+import os, signal
+from model_server import metrics
+from model_server.settings import ServerSettings
+settings = ServerSettings()
+metrics.prepare(settings.metrics_dir)
+from model_server.__main__ import listen, run_worker
+from model_server.model import load_model
+model = load_model(settings)
+listener = listen(settings)
+signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM,))
+os.kill(os.getpid(), signal.SIGTERM)
+run_worker(settings, model, listener)
+print("drained", flush=True)
+"""
+
+
+def test_a_stop_signal_pending_when_the_worker_starts_drains_it(tmp_path: Path) -> None:
+    model_path, sha256 = write_model(tmp_path)
+    env = server_env(model_path, sha256, free_port(), MODEL_METRICS_DIR=str(tmp_path))
+    worker = subprocess.run([sys.executable, "-c", WORKER_WITH_PENDING_STOP], env=env, cwd=APP_DIR,
+                            capture_output=True, text=True, timeout=30)
+    assert (worker.returncode, worker.stdout.splitlines()[-1:]) == (0, ["drained"]), worker.stderr
