@@ -37,7 +37,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy infra review __main__.py
+	$(VENV)/bin/mypy infra review delivery tools/config_reference.py __main__.py
 	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py
 
 unit: $(VENV)/.installed $(TOOLS)

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.identity import StackIdentity
-from infra.model_service import ACCESS_LOG_PREFIX as PREFIX
+from infra.workload.contract import ACCESS_LOG_PREFIX as PREFIX
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra.model_service import APP_NAME, NAMESPACE
+from infra.observability.queries import (
+    INFERENCE,
+    INFLIGHT,
+    MODEL,
+    QUEUE_WAIT,
+    REQUEST_DURATION,
+    available_replicas,
+    quantile,
+    status_ratio,
+)
 
 RUNBOOK = "https://github.com/model-serving/model-serving/blob/main/docs/runbook.md"
-MODEL = f'namespace="{NAMESPACE}"'
-INFERENCE = f'{MODEL},endpoint=~"infer|v1_predict"'
+WINDOW = "5m"
 # More than 1 % of requests answered with a 5xx over five minutes.
 ERROR_RATIO = 0.01
 # Requests in flight in one pod: beyond what its workers batch promptly, requests queue.
@@ -43,31 +51,26 @@ class Alert:
         }
 
 
-def quantile(q: float, histogram: str, selector: str) -> str:
-    return f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{{{selector}}}[5m])))"
-
-
 def model_alerts(latency_slo_s: float, queue_wait_slo_s: float) -> list[Alert]:
     return [
         Alert("ModelEndpointErrorRatioHigh",
-              f'sum(rate(model_server_requests_total{{{MODEL},status=~"5.."}}[5m]))'
-              f" / sum(rate(model_server_requests_total{{{MODEL}}}[5m])) > {ERROR_RATIO}",
+              f"{status_ratio('5', WINDOW)} > {ERROR_RATIO}",
               "5m", "critical", "The model endpoint answers more than 1% of requests with a server error",
               "Server errors are above 1% of requests over the last 5 minutes; see the Errors panel."),
-        Alert("ModelEndpointLatencyHigh", f"{quantile(0.99, 'model_server_request_duration_seconds', INFERENCE)}"
+        Alert("ModelEndpointLatencyHigh", f"{quantile(0.99, REQUEST_DURATION, INFERENCE, WINDOW)}"
               f" > {latency_slo_s:g}", "10m", "warning",
               f"p99 inference latency is above the {latency_slo_s * 1000:g} ms objective",
               "Inference is slower than its objective for 10 minutes; see the Inference latency panel."),
-        Alert("ModelQueueWaitHigh", f"{quantile(0.99, 'model_server_queue_wait_seconds', MODEL)}"
+        Alert("ModelQueueWaitHigh", f"{quantile(0.99, QUEUE_WAIT, MODEL, WINDOW)}"
               f" > {queue_wait_slo_s:g}", "10m", "warning",
               f"Requests wait more than {queue_wait_slo_s * 1000:g} ms for their batch (p99)",
               "The pods are busier than their batching absorbs; see the Queue wait panel."),
         Alert("ModelEndpointSaturated",
-              f"max(sum by (pod) (model_server_inflight_requests{{{MODEL}}})) > {SATURATION_INFLIGHT_PER_POD}",
+              f"max(sum by (pod) ({INFLIGHT}{{{MODEL}}})) > {SATURATION_INFLIGHT_PER_POD}",
               "10m", "warning", "A model pod holds more requests in flight than it can batch promptly",
               "Clients send faster than a pod answers; see Requests in flight per pod."),
         Alert("ModelNoReadyReplicas",
-              f'kube_deployment_status_replicas_available{{{MODEL},deployment="{APP_NAME}"}} < 1',
+              f"{available_replicas('Deployment')} < 1",
               "2m", "critical", "No model pod is ready: the endpoint answers nothing",
               "The Deployment has had no available replica for 2 minutes."),
     ]

@@ -7,12 +7,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from infra.model_service import APP_NAME, NAMESPACE
+from infra.observability.queries import (
+    BATCH_ROWS,
+    INFERENCE,
+    INFLIGHT,
+    MODEL,
+    QUEUE_WAIT,
+    REQUEST_DURATION,
+    REQUESTS,
+    available_replicas,
+    quantile,
+    status_ratio,
+)
+from infra.workload.contract import APP_NAME, NAMESPACE
 
 DASHBOARD_UID = "model-serving"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
-MODEL = f'namespace="{NAMESPACE}"'
-INFERENCE = f'{MODEL},endpoint=~"infer|v1_predict"'
 RATE = "$__rate_interval"  # Grafana's interval macro; offline checks put 5m in its place
 PANEL_WIDTH, PANEL_HEIGHT = 12, 8
 
@@ -26,27 +36,24 @@ class Panel:
 
 
 def latency(histogram: str, selector: str) -> tuple[tuple[str, str], ...]:
-    return tuple((f"p{int(q * 100)}", f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{{{selector}}}"
-                                      f"[{RATE}])))") for q in (0.5, 0.9, 0.99))
+    return tuple((f"p{int(q * 100)}", quantile(q, histogram, selector, RATE)) for q in (0.5, 0.9, 0.99))
 
 
 PANELS = (
     Panel("Requests per second by status", "reqps", (
-        ("{{status}}", f"sum by (status) (rate(model_server_requests_total{{{INFERENCE}}}[{RATE}]))"),)),
+        ("{{status}}", f"sum by (status) (rate({REQUESTS}{{{INFERENCE}}}[{RATE}]))"),)),
     Panel("Errors (5xx) as a share of requests", "percentunit", (
-        ("5xx", f'sum(rate(model_server_requests_total{{{MODEL},status=~"5.."}}[{RATE}]))'
-                f" / sum(rate(model_server_requests_total{{{MODEL}}}[{RATE}]))"),
-        ("4xx", f'sum(rate(model_server_requests_total{{{MODEL},status=~"4.."}}[{RATE}]))'
-                f" / sum(rate(model_server_requests_total{{{MODEL}}}[{RATE}]))"))),
-    Panel("Inference latency", "s", latency("model_server_request_duration_seconds", INFERENCE)),
-    Panel("Queue wait before a batch", "s", latency("model_server_queue_wait_seconds", MODEL)),
+        ("5xx", status_ratio("5", RATE)),
+        ("4xx", status_ratio("4", RATE)))),
+    Panel("Inference latency", "s", latency(REQUEST_DURATION, INFERENCE)),
+    Panel("Queue wait before a batch", "s", latency(QUEUE_WAIT, MODEL)),
     Panel("Rows per predict call", "short", (
-        ("mean", f"sum(rate(model_server_batch_rows_sum{{{MODEL}}}[{RATE}]))"
-                 f" / sum(rate(model_server_batch_rows_count{{{MODEL}}}[{RATE}]))"),)),
+        ("mean", f"sum(rate({BATCH_ROWS}_sum{{{MODEL}}}[{RATE}]))"
+                 f" / sum(rate({BATCH_ROWS}_count{{{MODEL}}}[{RATE}]))"),)),
     Panel("Requests in flight per pod", "short", (
-        ("{{pod}}", f"sum by (pod) (model_server_inflight_requests{{{MODEL}}})"),)),
+        ("{{pod}}", f"sum by (pod) ({INFLIGHT}{{{MODEL}}})"),)),
     Panel("Replicas", "short", (
-        ("available", f'kube_deployment_status_replicas_available{{{MODEL},deployment="{APP_NAME}"}}'),
+        ("available", available_replicas("Deployment")),
         ("desired by the autoscaler", f"kube_horizontalpodautoscaler_status_desired_replicas{{{MODEL}}}"),
         ("maximum", f"kube_horizontalpodautoscaler_spec_max_replicas{{{MODEL}}}"))),
     Panel("CPU per pod (cores)", "short", (

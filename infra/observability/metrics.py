@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.node_pools import ACCELERATOR_LABEL, GPU_RESOURCE, POOL_LABEL
+from infra.compute.placement import ACCELERATOR_LABEL, GPU_TOLERATION, POOL_LABEL
 from infra.observability.alerting import ALERTMANAGER_SERVICE_ACCOUNT, MONITORING_NAMESPACE
 from infra.platform import helm
 from infra.platform.helm import container_resources as resources
@@ -116,7 +116,7 @@ def dcgm_values() -> dict[str, Any]:
         # GPU nodes only: our GPU pools carry the accelerator label and the GPU taint.
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": ACCELERATOR_LABEL, "operator": "Exists"}]}]}}},
-        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        "tolerations": [dict(GPU_TOLERATION)],
         "resources": resources("50m", "256Mi", "512Mi"),
         "serviceMonitor": {"enabled": True, "interval": "15s"},
     }

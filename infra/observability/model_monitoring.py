@@ -11,14 +11,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import model_service
 from infra.identity import StackIdentity
-from infra.model_image import METRICS_PATH
 from infra.observability.alert_rules import rule_groups
 from infra.observability.alerting import MONITORING_NAMESPACE
 from infra.observability.dashboard import dashboard_json
 from infra.platform import helm
 from infra.settings import ObservabilitySettings
+from infra.workload.contract import APP_NAME, METRICS_PATH, NAMESPACE, PORT_NAME, pod_labels
 
 MONITORING_API = "monitoring.coreos.com/v1"
 SCRAPE_INTERVAL = "15s"
@@ -40,11 +39,11 @@ class ModelMonitoringArgs:
 def model_pod_monitor(identity: StackIdentity) -> dict[str, object]:
     return {
         "apiVersion": MONITORING_API, "kind": "PodMonitor",
-        "metadata": {"name": model_service.APP_NAME, "namespace": model_service.NAMESPACE},
+        "metadata": {"name": APP_NAME, "namespace": NAMESPACE},
         "spec": {
-            "selector": {"matchLabels": model_service.labels(identity)},
+            "selector": {"matchLabels": pod_labels(identity)},
             "podMetricsEndpoints": [{
-                "port": model_service.PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
+                "port": PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
                 # The server's own `endpoint` label (infer, ready...) must win over the target label
                 # the operator adds (the port name); the server sets no other target label.
                 "honorLabels": True,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pulumi
 
 from infra import iam
+from infra.compute.placement import POOL_LABEL
 from infra.identity import StackIdentity
-from infra.node_pools import POOL_LABEL
 from infra.platform import helm
 from infra.versions import KUBERNETES_RELEASES
 

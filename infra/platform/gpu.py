@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.node_pools import ACCELERATOR_LABEL, GPU_RESOURCE
+from infra.compute.placement import ACCELERATOR_LABEL, GPU_TOLERATION
 from infra.platform import helm
 from infra.versions import NVIDIA_DEVICE_PLUGIN_IMAGE
 
@@ -35,7 +35,7 @@ def device_plugin_pod() -> k8s.core.v1.PodSpecArgsDict:
         # needs Node Feature Discovery labels, which EKS nodes do not have), and tolerate their taint.
         "affinity": {"node_affinity": {"required_during_scheduling_ignored_during_execution": {
             "node_selector_terms": [{"match_expressions": [{"key": ACCELERATOR_LABEL, "operator": "Exists"}]}]}}},
-        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        "tolerations": [GPU_TOLERATION],
         # Without it the node's GPUs are invisible to the scheduler: never evict it for other pods.
         "priority_class_name": "system-node-critical",
         "automount_service_account_token": False,  # the plugin talks to kubelet, not to the API server

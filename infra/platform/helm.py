@@ -26,14 +26,6 @@ def container_resources(cpu: str, memory: str, memory_limit: str) -> dict[str, A
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
 
 
-def spread_over_zones_and_nodes(pod_labels: dict[str, str]) -> list[dict[str, Any]]:
-    """Replicas of an add-on in different zones, then on different nodes. Soft, so a zone short
-    of nodes delays nothing; the selector must match the chart's own pod labels to have effect."""
-    return [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
-             "labelSelector": {"matchLabels": dict(pod_labels)}}
-            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
-
-
 def chart(name: str, values: dict[str, Any], wait_for: Sequence[pulumi.Resource],
           opts: pulumi.ResourceOptions, namespace: str = NAMESPACE) -> k8s.helm.v4.Chart:
     pinned = HELM_CHARTS[name]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pulumi
 
 from infra import iam
+from infra.compute.placement import POOL_LABEL, spread_over_zones_and_nodes
 from infra.identity import StackIdentity
-from infra.node_pools import POOL_LABEL
 from infra.platform import helm
 from infra.platform.webhook_tls import WebhookCertificate
 
@@ -143,7 +143,7 @@ class LoadBalancerController(pulumi.ComponentResource):
             "vpcId": args.vpc_id,
             "replicaCount": 2,
             "podDisruptionBudget": {"maxUnavailable": 1},
-            "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
+            "topologySpreadConstraints": spread_over_zones_and_nodes(POD_LABELS),
             "priorityClassName": helm.CLUSTER_CRITICAL,
             "resources": helm.container_resources("50m", "128Mi", "512Mi"),
             "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},

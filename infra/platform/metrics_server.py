@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from infra.node_pools import POOL_LABEL
+from infra.compute.placement import POOL_LABEL, spread_over_zones_and_nodes
 from infra.platform import helm
 
 # The chart's pod labels for release name metrics-server.
@@ -29,7 +29,7 @@ class MetricsServer(pulumi.ComponentResource):
         helm.chart("metrics-server", {
             "replicas": 2,
             "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
-            "topologySpreadConstraints": helm.spread_over_zones_and_nodes(POD_LABELS),
+            "topologySpreadConstraints": spread_over_zones_and_nodes(POD_LABELS),
             # The chart's own requests, plus a memory limit: its use grows with nodes and pods.
             "resources": helm.container_resources("100m", "200Mi", "500Mi"),
             "nodeSelector": {POOL_LABEL: args.system_pool},

@@ -16,7 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.identity import StackIdentity
-from infra.model_image import SERVER_UID
+from infra.workload.contract import SERVER_UID
 
 BLOCK_STORAGE_CLASS = "gp3"
 SHARED_STORAGE_CLASS = "efs-shared"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.smoke import main
+from delivery.smoke import main
 from tests.support.server import Server, free_port, start_server
 
 

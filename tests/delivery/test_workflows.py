@@ -123,10 +123,10 @@ def test_each_deployment_is_gated_serialized_smoke_tested_and_tagged() -> None:
     assert job["environment"] == "${{ inputs.stack }}"  # prod's environment has required reviewers
     assert job["concurrency"] == {"group": "deploy-${{ inputs.stack }}", "cancel-in-progress": False}
     script = "\n".join(str(step.get("run", "")) for step in job["steps"])
-    assert "python -m infra.smoke" in script and "steps.up.outputs.modelUrl" in str(job["steps"])
+    assert "python -m delivery.smoke" in script and "steps.up.outputs.modelUrl" in str(job["steps"])
     assert 'git tag "deploy/$STACK/$RUN"' in script
     # The model's name comes from the stack's outputs, so a stack serving another model deploys.
-    (smoke,) = [step for step in job["steps"] if "infra.smoke" in str(step.get("run", ""))]
+    (smoke,) = [step for step in job["steps"] if "delivery.smoke" in str(step.get("run", ""))]
     assert smoke["env"]["MODEL_NAME"] == "${{ steps.up.outputs.modelName }}"
     assert '--model "$MODEL_NAME"' in smoke["run"] and "iris" not in smoke["run"]
 

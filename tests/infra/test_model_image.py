@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.model_image import APP_DIR, AppArtifact, AppArtifactError, content_tag, context_files
+from infra.workload.image import APP_DIR, AppArtifact, AppArtifactError, content_tag, context_files
 from review.records import Synthesis
 
 
@@ -98,6 +98,6 @@ def test_image_is_built_for_amd64_from_app_without_building_on_preview(stack_syn
 
 
 def test_dockerfile_user_is_the_one_the_cluster_runs_as() -> None:
-    from infra.model_image import SERVER_UID
+    from infra.workload.contract import SERVER_UID
 
     assert f"USER {SERVER_UID}:{SERVER_UID}" in (APP_DIR / "Dockerfile").read_text()

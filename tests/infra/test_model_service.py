@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.model_image import model_sha256
+from infra.workload.image import model_sha256
 from review.records import Synthesis
 from review.synth import synthesize
 from tests.support.stacks import synthesized

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra.node_pools import POOL_LABEL
+from infra.compute.placement import POOL_LABEL
 from review.records import Synthesis
 
 # Labels kubelet and EKS put on every node of a managed node group (x86_64 AL2023).

@@ -1,5 +1,5 @@
-"""ModelImage: the model server's image, built from app/ and pushed to ECR, plus what the
-image promises its runtime (user, port, health endpoints).
+"""ModelImage: the model server's image, built from app/ and pushed to ECR (what the image
+promises its runtime, user, port and health endpoints, is in contract.py).
 
 The tag is a hash of exactly the files Docker sends as the build context (app/.dockerignore
 decides), so an unchanged app/ gives an unchanged tag and no rollout. The Deployment pulls
@@ -23,12 +23,6 @@ from infra.settings import PROJECT_DIR
 APP_DIR = PROJECT_DIR / "app"
 MODEL_FILE = "model.pkl"
 DOCKERFILE = "Dockerfile"
-# What app/Dockerfile and app/model_server provide.
-SERVER_UID = 10001
-SERVER_PORT = 8080
-LIVE_PATH = "/v2/health/live"
-READY_PATH = "/v2/health/ready"
-METRICS_PATH = "/metrics"
 PLATFORM = "linux/amd64"  # node pools run x86_64 AMIs
 
 

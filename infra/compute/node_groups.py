@@ -8,15 +8,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.compute.placement import EKS_TAINT_EFFECTS, GPU_TAINT, node_labels
 from infra.identity import StackIdentity
 from infra.settings import NodePoolSettings
 
-POOL_LABEL = "model-serving/pool"
-# Read by the cluster autoscaler to treat a node as a GPU node before the device plugin
-# reports its GPUs (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/cloudprovider/aws/README.md).
-ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT: aws.eks.NodeGroupTaintArgsDict = {"key": GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}
+EKS_GPU_TAINT: aws.eks.NodeGroupTaintArgsDict = {
+    "key": GPU_TAINT["key"], "value": GPU_TAINT["value"], "effect": EKS_TAINT_EFFECTS[GPU_TAINT["effect"]]}
 AMI_TYPES = {False: "AL2023_x86_64_STANDARD", True: "AL2023_x86_64_NVIDIA"}
 ROOT_DEVICE = "/dev/xvda"  # AL2023 EKS AMIs boot from this device
 
@@ -31,13 +28,6 @@ class NodePoolArgs:
     subnet_ids: pulumi.Input[list[str]]
     # Children do not inherit a component's depends_on: the node group itself waits for these.
     wait_for: Sequence[pulumi.Resource] = ()
-
-
-def node_labels(pool_name: str, pool: NodePoolSettings) -> dict[str, str]:
-    labels = {POOL_LABEL: pool_name}
-    if pool.accelerator is not None:
-        labels[ACCELERATOR_LABEL] = pool.accelerator
-    return labels
 
 
 class NodePool(pulumi.ComponentResource):
@@ -91,7 +81,7 @@ class NodePool(pulumi.ComponentResource):
             },
             update_config={"max_unavailable_percentage": pool.max_unavailable_percentage},
             labels=node_labels(args.pool_name, pool),
-            taints=[GPU_TAINT] if pool.gpu else [],
+            taints=[EKS_GPU_TAINT] if pool.gpu else [],
             launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
             tags=tags,
             opts=pulumi.ResourceOptions(

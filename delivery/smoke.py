@@ -1,6 +1,6 @@
 """Smoke test of a deployed model endpoint: ready, then one real inference.
 
-    python -m infra.smoke https://<modelUrl> --model iris [--timeout 600]
+    python -m delivery.smoke https://<modelUrl> --model iris [--timeout 600]
 
 A new load balancer's DNS name takes minutes to resolve, so readiness is retried until
 the timeout. The inference uses the model's own metadata to build a valid request.

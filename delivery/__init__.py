@@ -1,0 +1,1 @@
+"""Deploy-time tooling, apart from the program: the smoke test CI runs against a stack's endpoint."""

@@ -1,0 +1,52 @@
+"""The model-serving workload: the ECR registry and the image built from app/, the front door
+(certificate, WAF), the model service itself and, with a domain of our own, its DNS name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.program.foundation import Foundation
+from infra.program.observability import Observability
+from infra.program.platform import Platform
+from infra.registry import Registry, RegistryArgs
+from infra.settings import StackSettings
+from infra.workload.dns_name import DnsName, DnsNameArgs
+from infra.workload.front_door import FrontDoor, FrontDoorArgs
+from infra.workload.image import AppArtifact, ModelImage, ModelImageArgs
+from infra.workload.service import ModelService, ModelServiceArgs
+
+
+@dataclass(frozen=True)
+class Workload:
+    url: pulumi.Output[str]
+    image_ref: pulumi.Output[str]
+    ecr_repository_url: pulumi.Output[str]
+    # What runs the model: observability watches it.
+    resources: tuple[pulumi.Resource, ...]
+
+
+def build(settings: StackSettings, app: AppArtifact, foundation: Foundation, platform: Platform,
+          observability: Observability) -> Workload:
+    identity, cluster, model = settings.identity, foundation.cluster, settings.model_service
+    registry = Registry("registry", RegistryArgs(identity=identity, keep_images=settings.ecr_keep_images,
+                                                 scanning=settings.ecr_scanning), opts=cluster.on_aws)
+    image = ModelImage("image", ModelImageArgs(
+        artifact=app, repository_url=registry.repository_url, registry_id=registry.registry_id,
+        provider=cluster.aws_provider), opts=cluster.on_aws)
+    front_door = FrontDoor("front-door", FrontDoorArgs(identity=identity, endpoint=model,
+                                                       provider=cluster.aws_provider), opts=cluster.on_aws)
+    model_service = ModelService("model", ModelServiceArgs(
+        identity=identity, model=model, retain_data_on_destroy=settings.retain_data_on_destroy,
+        image_ref=image.image_ref, model_sha256=app.model_sha256, vpc_cidr=foundation.network.vpc_cidr,
+        shared_storage_class=platform.shared_storage_class, ingress_class=platform.ingress_class,
+        certificate_arn=front_door.certificate_arn, web_acl_arn=front_door.web_acl_arn,
+        access_log_bucket=observability.access_log_bucket,
+        wait_for=[*platform.webhooks_ready, *platform.shared_storage_ready]), opts=cluster.on_cluster)
+    if model.domain is not None and front_door.zone_id is not None:
+        DnsName("dns", DnsNameArgs(domain=model.domain, zone_id=front_door.zone_id,
+                                   load_balancer_hostname=model_service.load_balancer_hostname,
+                                   provider=cluster.aws_provider), opts=cluster.on_aws)
+    return Workload(url=model_service.url, image_ref=image.image_ref, ecr_repository_url=registry.repository_url,
+                    resources=(model_service,))
