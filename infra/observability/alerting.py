@@ -25,6 +25,19 @@ class AlertingArgs:
     cluster_name: pulumi.Input[str]
 
 
+def subscription_name(email: str) -> str:
+    """A resource-name part unique to each address (settings refuse addresses equal but for case):
+    letters, digits and dots stay, every other character becomes its code point in hex between two
+    '-', so on.call@ and on-call@ never share a name."""
+    return "".join(char if char.isascii() and (char.isalnum() or char == ".") else f"-{ord(char):x}-"
+                   for char in email.lower())
+
+
+def legacy_subscription_name(email: str) -> str:
+    """The name subscriptions had before: every run of other characters became one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", email.lower())
+
+
 def publish_policy(topic_arn: str) -> str:
     return iam.policy_document([{"Sid": "PublishAlerts", "Effect": "Allow", "Action": ["sns:Publish"],
                                  "Resource": topic_arn}])
@@ -42,10 +55,16 @@ class Alerting(pulumi.ComponentResource):
             f"{name}-alerts", name=f"{identity.name}-alerts",
             # Encrypted at rest with the account's AWS managed SNS key (email delivery needs no key policy).
             kms_master_key_id="alias/aws/sns", tags=identity.tags, opts=child)
-        for email in args.alert_emails:
+        legacy_names = [legacy_subscription_name(email) for email in args.alert_emails]
+        for email, legacy_name in zip(args.alert_emails, legacy_names, strict=True):
+            # Subscriptions named before the names were injective keep their URN (a replacement would
+            # unsubscribe the address until its owner confirms again); a legacy name shared by two
+            # addresses never deployed (the engine refused the duplicate URN).
+            aliases = [pulumi.Alias(name=f"{name}-email-{legacy_name}")] if legacy_names.count(legacy_name) == 1 \
+                else []
             aws.sns.TopicSubscription(
-                f"{name}-email-{re.sub(r'[^a-z0-9]+', '-', email.lower())}", topic=topic.arn, protocol="email",
-                endpoint=email, opts=child)
+                f"{name}-email-{subscription_name(email)}", topic=topic.arn, protocol="email", endpoint=email,
+                opts=pulumi.ResourceOptions(parent=self, aliases=aliases))
         self.topic_arn = topic.arn
         self.identity = iam.pod_identity_role(
             f"{name}-alertmanager", cluster_name=args.cluster_name, namespace=MONITORING_NAMESPACE,

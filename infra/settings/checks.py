@@ -134,3 +134,15 @@ def _prod_endpoint_encrypted(settings: StackSettings) -> Iterator[Problem]:
                       "pulumi config set --path 'modelService.domain' <name> with --path "
                       "'modelService.hostedZoneName' <zone> (or set certificateArn), or --path "
                       "'modelService.scheme' internal", "modelService")
+
+
+@cross_check("model_service", "observability")
+def _batch_wait_within_queue_objective(settings: StackSettings) -> Iterator[Problem]:
+    # With little traffic every request waits the whole batch window: a window at or above the
+    # queue-wait objective would fire ModelQueueWaitHigh every quiet hour.
+    wait_ms, observability = settings.model_service.max_batch_wait_ms, settings.observability
+    if observability.enabled and wait_ms >= observability.queue_wait_slo_ms:
+        yield problem(f"{wait_ms:g} ms is not below observability.queueWaitSloMs ({observability.queue_wait_slo_ms:g} "
+                      "ms): with little traffic every request waits the whole window, and the queue-wait alert "
+                      "would fire", f"lower it below {observability.queue_wait_slo_ms:g}, or raise "
+                      f"observability.queueWaitSloMs above {wait_ms:g}", "modelService.maxBatchWaitMs")

@@ -27,6 +27,9 @@ HOSTNAME_PATTERN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])
 HOSTED_ZONE_ID_PATTERN = re.compile(r"^Z[A-Z0-9]{1,31}$")
 # What SNS accepts as an email subscription endpoint, loosely: one @ and a dotted domain.
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE)
+# Four dotted decimals without leading zeros, then a decimal prefix length of 0-32.
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+CIDR_NOTATION = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}/(3[0-2]|[12]?\d)$")
 CPU_PATTERN = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<milli>m)?$")
 MEMORY_PATTERN = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
 MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -78,12 +81,24 @@ def _instance_type(value: str) -> None:
                               "use an x86_64 type such as m7i.large or g5.xlarge"))
 
 
-def _ipv4_cidr(value: str) -> None:
+def _ipv4_cidr(value: str, reader: str = "AWS") -> None:
+    """An IPv4 block in CIDR notation and nothing looser: AWS's APIs, and Go's net.ParseCIDR in the
+    load balancer controller, take no bare address, netmask or leading zero (Python's ipaddress does)."""
     try:
-        ipaddress.IPv4Network(value, strict=True)
+        network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as error:
         raise Invalid(problem(f"'{value}' is not an IPv4 CIDR block ({error})", "write it like 203.0.113.0/24")) \
             from None
+    if not CIDR_NOTATION.match(value):
+        raise Invalid(problem(f"'{value}' is not in CIDR notation (address/prefix length), the only form {reader} "
+                              "accepts", f"write it as {network.with_prefixlen}"))
+
+
+def _load_balancer_cidr(value: str) -> None:
+    # The controller turns these into the ALB's security-group rules with Go's net.ParseCIDR; an entry
+    # it cannot parse leaves the Ingress without a load balancer, and `pulumi up` waits until it times out
+    # (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/annotations/#inbound-cidrs).
+    _ipv4_cidr(value, reader="the AWS Load Balancer Controller (Go's net.ParseCIDR)")
 
 
 def _vpc_cidr(value: str) -> None:
@@ -143,6 +158,7 @@ EmailAddress = Annotated[str, matching(EMAIL_PATTERN, "'{value}' is not an email
                                        "write it like oncall@example.com")]
 InstanceTypeName = Annotated[str, checked(_instance_type)]
 Ipv4Cidr = Annotated[str, checked(_ipv4_cidr)]
+LoadBalancerCidr = Annotated[str, checked(_load_balancer_cidr)]
 VpcCidr = Annotated[str, checked(_vpc_cidr)]
 KubernetesVersion = Annotated[str, checked(_kubernetes_version)]
 RetentionDays = Annotated[int, checked(_retention_days)]

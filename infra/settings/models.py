@@ -23,6 +23,7 @@ from infra.settings.fields import (
     InstanceTypeName,
     Ipv4Cidr,
     KubernetesVersion,
+    LoadBalancerCidr,
     MemoryQuantity,
     ModelName,
     PoolName,
@@ -34,6 +35,13 @@ from infra.settings.fields import (
     memory_bytes,
 )
 from infra.settings.problems import Invalid, Problem, problem
+from infra.workload.contract import HIGHEST_LATENCY_BUCKET_S
+
+# gp3 volumes take 1 to 65,536 GiB (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html).
+GP3_MAX_GIB = 65536
+# ACM takes a certificate's first domain name, its common name, of at most 64 octets; further
+# names may be longer (https://docs.aws.amazon.com/acm/latest/APIReference/API_RequestCertificate.html).
+ACM_COMMON_NAME_MAX = 64
 
 
 class ConfigModel(BaseModel):
@@ -60,7 +68,7 @@ class NodePoolSettings(ConfigModel):
     max_size: int = Field(ge=1, le=1000, description="Most nodes the autoscaler may start.")
     desired_size: int | None = Field(
         None, description="Nodes at creation (default minSize); the autoscaler owns the count afterwards.")
-    disk_size_gib: int = Field(50, ge=20, le=16384, description="Size in GiB of the encrypted gp3 root volume.")
+    disk_size_gib: int = Field(50, ge=20, le=GP3_MAX_GIB, description="Size in GiB of the encrypted gp3 root volume.")
     max_unavailable_percentage: int = Field(33, ge=1, le=100, description="Nodes replaced at once on update.")
 
     @model_validator(mode="after")
@@ -130,23 +138,23 @@ class ModelServiceSettings(ConfigModel):
     memory_request: MemoryQuantity = Field("512Mi", description="Memory reserved per pod.")
     memory_limit: MemoryQuantity = Field("1Gi", description="Memory cap per pod.")
     max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows per predict call.")
-    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a request may wait to share a batch.")
+    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a request may wait to share a batch; below observability.queueWaitSloMs.")
     prediction_log_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
     certificate_arn: CertificateArn | None = Field(
         None, description="Your own ACM certificate for HTTPS (HTTP redirects to it); with a domain, the program "
                           "requests one itself.")
     domain: Hostname | None = Field(
-        None, description="DNS name of the endpoint: the program requests its certificate and points it at the "
-                          "load balancer. Needs hostedZoneId or hostedZoneName.")
+        None, description="DNS name of the endpoint: the program requests its certificate (at most 64 characters, "
+                          "ACM's limit) and points it at the load balancer. Needs hostedZoneId or hostedZoneName.")
     hosted_zone_id: HostedZoneId | None = Field(None, description="Route 53 public hosted zone holding domain, by ID.")
     hosted_zone_name: Hostname | None = Field(
         None, description="Route 53 public hosted zone holding domain, found by name (e.g. example.com).")
     scheme: Literal["internet-facing", "internal"] = Field(
         "internet-facing", description="internet-facing, or internal: reachable only from the VPC and its peers.")
-    allowed_cidrs: list[Ipv4Cidr] = Field(
+    allowed_cidrs: list[LoadBalancerCidr] = Field(
         ["0.0.0.0/0"], min_length=1,
-        description="Source ranges allowed to reach the load balancer (its security group).")
+        description="Source ranges allowed to reach the load balancer (its security group), in CIDR notation.")
     waf: WafSettings = Field(WafSettings(), description="AWS WAF: enabled, requestsPerFiveMinutes.")
 
     @model_validator(mode="after")
@@ -184,6 +192,12 @@ class ModelServiceSettings(ConfigModel):
             return [problem(f"domain {self.domain} needs the Route 53 hosted zone that holds it",
                             "pulumi config set --path 'modelService.hostedZoneId' <Z...>, or --path "
                             "'modelService.hostedZoneName' <zone name>", "domain")]
+        if self.certificate_arn is None and len(self.domain) > ACM_COMMON_NAME_MAX:
+            return [problem(f"{self.domain} is {len(self.domain)} characters, and the certificate the program "
+                            f"requests for it takes a name of at most {ACM_COMMON_NAME_MAX} (ACM's limit on a "
+                            "certificate's common name)",
+                            f"use a name of at most {ACM_COMMON_NAME_MAX} characters, or bring a certificate of "
+                            "your own with --path 'modelService.certificateArn'", "domain")]
         zone = self.hosted_zone_name
         if zone is not None and not self.domain.endswith(f".{zone}") and self.domain != zone:
             return [problem(f"domain {self.domain} is not in hosted zone {zone}",
@@ -207,16 +221,39 @@ class ObservabilitySettings(ConfigModel):
     enabled: bool = Field(True, description="Install the observability stack (metrics, alerts, dashboards, logs).")
     prometheus_retention_days: int = Field(15, ge=1, le=365, description="Days Prometheus keeps metrics.")
     prometheus_storage_gib: int = Field(
-        50, ge=10, le=16384, description="Size of Prometheus's encrypted gp3 volume, GiB.")
+        50, ge=10, le=GP3_MAX_GIB, description="Size of Prometheus's encrypted gp3 volume, GiB.")
     latency_slo_ms: float = Field(
-        250, gt=0, le=60000, description="p99 inference latency the endpoint should stay under; alerts above it.")
+        250, gt=0, description="p99 inference latency the endpoint should stay under (below 5000: the server's "
+                               "histogram tops out at 5 s); alerts above it.")
     queue_wait_slo_ms: float = Field(
-        50, gt=0, le=60000, description="p99 time a request may wait for its batch; alerts above it.")
+        50, gt=0, description="p99 time a request may wait for its batch (below 5000, as latencySloMs); alerts above "
+                              "it.")
     alert_emails: list[EmailAddress] = Field(
-        [], description="Addresses subscribed to the alert topic (each confirms by email).")
+        [], description="Addresses subscribed to the alert topic (each confirms by email), each listed once.")
     log_retention_days: RetentionDays = Field(30, description="Days CloudWatch keeps container logs.")
     access_log_retention_days: int = Field(
         90, ge=1, le=3650, description="Days the load balancer's access logs are kept in S3.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ObservabilitySettings:
+        problems: list[Problem] = []
+        ceiling_ms = HIGHEST_LATENCY_BUCKET_S * 1000
+        for key, slo_ms in (("latencySloMs", self.latency_slo_ms), ("queueWaitSloMs", self.queue_wait_slo_ms)):
+            if slo_ms >= ceiling_ms:
+                problems.append(problem(
+                    f"{slo_ms:g} ms can never be seen as broken: the server's histogram tops out at {ceiling_ms:g} ms, "
+                    "and a p99 computed from it never exceeds that",
+                    f"set it below {ceiling_ms:g}, e.g. pulumi config set --path 'observability.{key}' "
+                    f"{ceiling_ms / 2:g}", key))
+        first_index: dict[str, int] = {}
+        for index, email in enumerate(self.alert_emails):
+            seen = first_index.setdefault(email.lower(), index)
+            if seen != index:
+                problems.append(problem(f"{email} is listed already, as alertEmails[{seen}]",
+                                        f"pulumi config rm --path 'observability.alertEmails[{index}]'",
+                                        f"alertEmails[{index}]"))
+        raise_if(problems)
+        return self
 
 
 class StackSettings(ConfigModel):

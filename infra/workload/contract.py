@@ -12,6 +12,10 @@ SERVER_PORT = 8080
 LIVE_PATH = "/v2/health/live"
 READY_PATH = "/v2/health/ready"
 METRICS_PATH = "/metrics"
+# The highest finite bound of the server's latency and queue-wait histograms
+# (app/model_server/metrics.py): histogram_quantile never reports more, so no objective at or above
+# it can ever be seen as broken.
+HIGHEST_LATENCY_BUCKET_S = 5.0
 # Where it runs.
 NAMESPACE = "model-serving"
 APP_NAME = "model-server"

@@ -51,8 +51,18 @@ def bound(field: str, which: str) -> Any:
 def test_the_server_accepts_the_stack_settings_at_their_bounds(which: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fields = ("max_batch_size", "max_batch_wait_ms", "prediction_log_sample_rate")
     model = {ModelServiceSettings.model_fields[f].alias or f: bound(f, which) for f in fields}
-    synthesis = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2, **model}})
+    # A batch window at its bound needs a queue-wait objective above it (the settings refuse it otherwise).
+    synthesis = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2, **model},
+                                   "observability": {"queueWaitSloMs": 2000}})
     settings = server_settings(container_environment(synthesis), monkeypatch)
     assert settings.max_batch_size == bound("max_batch_size", which)
     assert settings.max_batch_wait_ms == pytest.approx(bound("max_batch_wait_ms", which))
     assert settings.prediction_log_sample_rate == pytest.approx(bound("prediction_log_sample_rate", which))
+
+
+def test_the_objectives_the_settings_allow_stay_under_the_servers_highest_histogram_bucket() -> None:
+    """The settings refuse an SLO at or above this bound; it must be the server's real one."""
+    from infra.workload.contract import HIGHEST_LATENCY_BUCKET_S
+    from model_server.metrics import LATENCY_BUCKETS
+
+    assert LATENCY_BUCKETS[-1] == HIGHEST_LATENCY_BUCKET_S

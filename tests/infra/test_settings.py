@@ -416,6 +416,41 @@ ZONE_ID = "Z0123456789ABCDEFGHIJ"
                                         "write it like 203.0.113.0/24",
         "modelService.allowedCidrs[1]": "'10.0.0.0/33' is not an IPv4 CIDR block ('33' is not a valid netmask) / "
                                         "write it like 203.0.113.0/24"}),
+    # CIDR notation only: a bare address or a netmask is refused (the ALB controller's Go parser takes neither)
+    ("dev", {"modelService": {"allowedCidrs": ["198.51.100.7", "10.0.0.0/255.0.0.0", "10.0.0.0/08"]}}, {
+        f"modelService.allowedCidrs[{index}]": f"'{given}' is not in CIDR notation (address/prefix length), the only "
+                                               "form the AWS Load Balancer Controller (Go's net.ParseCIDR) accepts / "
+                                               f"write it as {fixed}"
+        for index, (given, fixed) in enumerate((("198.51.100.7", "198.51.100.7/32"),
+                                                ("10.0.0.0/255.0.0.0", "10.0.0.0/8"), ("10.0.0.0/08", "10.0.0.0/8")))}),
+    ("staging", {"endpointPublicAccessCidrs": ["203.0.113.7"]}, {
+        "endpointPublicAccessCidrs[0]": "'203.0.113.7' is not in CIDR notation (address/prefix length), the only form "
+                                        "AWS accepts / write it as 203.0.113.7/32"}),
+    # gp3's own cap (65,536 GiB since 2025), not gp2's 16,384
+    ("dev", {"observability": {"prometheusStorageGib": 65537}}, {
+        "observability.prometheusStorageGib": "Input should be less than or equal to 65536 (got 65537) / "
+                                              "pulumi config set --path 'observability.prometheusStorageGib' "
+                                              "<valid value>"}),
+    # objectives an alert can reach, and a batch window inside its own objective
+    ("dev", {"observability": {"latencySloMs": 5000, "queueWaitSloMs": 60000}}, {
+        f"observability.{key}": f"{value} ms can never be seen as broken: the server's histogram tops out at 5000 ms, "
+                                "and a p99 computed from it never exceeds that / set it below 5000, e.g. "
+                                f"pulumi config set --path 'observability.{key}' 2500"
+        for key, value in (("latencySloMs", 5000), ("queueWaitSloMs", 60000))}),
+    ("dev", {"modelService": {"maxBatchWaitMs": 50}}, {
+        "modelService.maxBatchWaitMs": "50 ms is not below observability.queueWaitSloMs (50 ms): with little traffic "
+                                       "every request waits the whole window, and the queue-wait alert would fire / "
+                                       "lower it below 50, or raise observability.queueWaitSloMs above 50"}),
+    # an address listed twice (as SNS compares them, whatever the case)
+    ("dev", {"observability": {"alertEmails": ["oncall@example.com", "ops@example.com", "OnCall@example.com"]}}, {
+        "observability.alertEmails[2]": "OnCall@example.com is listed already, as alertEmails[0] / "
+                                        "pulumi config rm --path 'observability.alertEmails[2]'"}),
+    # the name the program requests a certificate for fits ACM's common name
+    ("dev", {"modelService": {"domain": f"{'a' * 53}.example.com", "hostedZoneName": "example.com"}}, {
+        "modelService.domain": f"{'a' * 53}.example.com is 65 characters, and the certificate the program requests "
+                               "for it takes a name of at most 64 (ACM's limit on a certificate's common name) / use a "
+                               "name of at most 64 characters, or bring a certificate of your own with --path "
+                               "'modelService.certificateArn'"}),
     # the cluster and its nodes
     ("dev", {"kubernetesVersion": "1.29"}, {"kubernetesVersion": "'1.29' is not supported; choose one of 1.35, 1.36 / "
                                                                  "pulumi config set kubernetesVersion 1.36"}),
@@ -473,6 +508,24 @@ def test_each_problem_reads_exactly(stack: str, overrides: dict[str, Any], expec
 ])
 def test_names_a_hosted_zone_holds_are_accepted(model: dict[str, Any], accepted: str) -> None:
     assert load(modelService=model).model_service.domain == model["domain"], accepted
+
+
+@pytest.mark.parametrize(("overrides", "accepted"), [
+    ({"modelService": {"domain": f"{'a' * 52}.example.com", "hostedZoneName": "example.com"}},
+     "a 64-character name, the longest a certificate's common name may be"),
+    ({"modelService": {"domain": f"{'a' * 60}.example.com", "hostedZoneName": "example.com",
+                       "certificateArn": CERTIFICATE}}, "a longer name, with a certificate of the operator's own"),
+    ({"modelService": {"maxBatchWaitMs": 49}}, "a batch window just inside the queue-wait objective"),
+    ({"modelService": {"maxBatchWaitMs": 80}, "observability": {"enabled": False}},
+     "any window when there are no alerts"),
+    ({"observability": {"latencySloMs": 4999, "queueWaitSloMs": 4999}}, "objectives just under the histogram's top"),
+    ({"nodePools": pools(cpu={"diskSizeGib": 65536}), "observability": {"prometheusStorageGib": 65536}},
+     "gp3 volumes of 64 TiB"),
+    ({"observability": {"alertEmails": ["on.call@example.com", "on-call@example.com"]}},
+     "two addresses that differ only in punctuation"),
+])
+def test_the_edges_of_what_aws_and_the_alerts_accept(overrides: dict[str, Any], accepted: str) -> None:
+    assert load(**overrides).environment == "dev", accepted
 
 
 def test_a_vpc_of_the_smallest_size_aws_allows_is_refused_for_its_subnets_not_its_size() -> None:
