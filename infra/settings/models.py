@@ -138,7 +138,9 @@ class ModelServiceSettings(ConfigModel):
     memory_request: MemoryQuantity = Field("512Mi", description="Memory reserved per pod.")
     memory_limit: MemoryQuantity = Field("1Gi", description="Memory cap per pod.")
     max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows per predict call.")
-    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a request may wait to share a batch; below observability.queueWaitSloMs.")
+    max_batch_wait_ms: float = Field(
+        0.0, ge=0, le=1000,
+        description="How long a request may wait to share a batch; below observability.queueWaitSloMs.")
     prediction_log_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
     certificate_arn: CertificateArn | None = Field(
