@@ -3,6 +3,8 @@
 Minimum: every node pool at its minSize (a GPU pool with min 0 costs nothing); maximum:
 every pool at maxSize. Prices come from review/prices.json, a dated snapshot with its
 source; an instance type or region missing from it is an error, never a silent zero.
+`cost_text` and `cost_markdown` print the estimate for `make plan`, next to `CostEstimate.to_dict`
+(its JSON), so every view of an estimate lives with it.
 """
 
 from __future__ import annotations
@@ -205,3 +207,30 @@ def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Ranged) -> N
                    f"pushed images x ${prices['inspectorImageScan']}")
             ranged("ECR rescans (Amazon Inspector)", "imageRescansPerMonth", prices["inspectorImageRescan"],
                    f"rescans x ${prices['inspectorImageRescan']}")
+
+
+# -- the estimate as a reviewer reads it (JSON is CostEstimate.to_dict) ---------------------------------
+
+def money(value: float) -> str:
+    """Whole dollars from $10 up; cents below, so a small item ($0.35 of log storage) does not read as $0."""
+    return f"${value:,.0f}" if value >= 10 else f"${value:,.2f}"
+
+
+def cost_text(cost: CostEstimate) -> str:
+    width = max(len(item.item) for item in cost.items)
+    lines = [f"Estimated monthly cost ({cost.region}, prices as of {cost.prices_date}): "
+             f"{money(cost.minimum)} .. {money(cost.maximum)}"]
+    for item in cost.items:
+        lines.append(f"  {item.item:<{width}}  {money(item.minimum):>9} .. {money(item.maximum):>9}   {item.basis}")
+    lines.append("  minimum: node pools at minSize (GPU pools at 0); maximum: every pool at maxSize")
+    return "\n".join(lines)
+
+
+def cost_markdown(cost: CostEstimate) -> str:
+    lines = [f"**Estimated monthly cost**: {money(cost.minimum)} to {money(cost.maximum)} "
+             f"({cost.region}, prices as of {cost.prices_date})", "",
+             "| Item | Minimum | Maximum | Basis |", "| --- | ---: | ---: | --- |"]
+    lines += [f"| {i.item} | {money(i.minimum)} | {money(i.maximum)} | {i.basis} |" for i in cost.items]
+    lines += [f"| **Total** | **{money(cost.minimum)}** | **{money(cost.maximum)}** | |", "",
+              "Minimum: node pools at minSize (GPU pools at zero). Maximum: every pool at maxSize."]
+    return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 No Pulumi CLI, cloud account or provider plugin is needed. Every resource the program
 declares is recorded with its type, name, parent, inputs and options, plus the stack's
-outputs. Tests assert on the record; `make plan` (review/plan.py) prints a summary of it.
+outputs. Tests assert on the record; `make plan` (review/plan.py) prints a summary of it
+(review/summary.py).
 
     python -m review.synth dev            # the plan's summary, grouped by component
     python -m review.synth dev --json     # the full record
@@ -25,6 +26,7 @@ from infra.settings import PROJECT_DIR, StackConfigError, project_name
 from review.mocks import RecordingMocks, RecordingMonitor
 from review.records import Synthesis
 from review.stack_files import SECRET, stack_config
+from review.summary import summary
 
 
 async def _resolve_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     if options.json:
         print(synthesis.to_json())
     else:
-        from review.plan import summary  # the reviewer's view lives with the plan
-
         print(summary(synthesis))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -13,7 +14,8 @@ import pytest
 from infra.settings import PROJECT_DIR
 from review import cost
 from review.cost import PriceError, estimate, price_table
-from review.plan import diff, diff_text, show
+from review.diff import diff, diff_text
+from review.plan import show
 from tests.support.stacks import STACKS, synthesized, synthesized_variant, synthesized_with
 
 
@@ -95,6 +97,41 @@ def test_diff_of_two_stacks_lists_changes_and_the_cost_change() -> None:
     assert {r.name for r in result.added} >= {"network-nat-eu-west-1c"}
     text = diff_text(result)
     assert "~ Cluster cluster-eks" in text and "Estimated monthly cost:" in text
+
+
+def review_imports() -> dict[str, set[str]]:
+    """Each review module and the review modules it imports, at the top or inside a function."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((PROJECT_DIR / "review").glob("*.py")):
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == "review":
+                imported |= {f"review.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+        graph[f"review.{path.stem}"] = {name for name in imported if name.startswith("review.")}
+    return graph
+
+
+def test_the_review_package_imports_without_a_cycle_and_the_command_line_is_a_leaf() -> None:
+    graph = review_imports()
+    assert {"review.plan", "review.cost", "review.synth"} <= graph.keys()
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path[path.index(module):], module))}"
+        if module not in done:
+            for imported in sorted(graph.get(module, set())):
+                visit(imported, (*path, module))
+            done.add(module)
+
+    for module in graph:
+        visit(module, ())
+    assert [module for module, imported in graph.items() if "review.plan" in imported] == []
+    assert graph["review.summary"] <= {"review.records", "review.rendering"}
+    assert {"review.summary", "review.diff", "review.cost"} <= graph["review.plan"]
 
 
 def test_cli_reports_bad_input_without_a_traceback() -> None:
