@@ -27,7 +27,7 @@ UNTAGGABLE = {
 }
 STATEFUL = {"aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:efs/fileSystem:FileSystem"}
 CONTROL_PLANE_LOGS = {"api", "audit", "authenticator"}
-# The model server's namespace (infra/model_service.py): the workload held to "restricted".
+# The model server's namespace (its NAMESPACE in infra/): the workload held to "restricted".
 MODEL_NAMESPACE = "model-serving"
 # Everything that runs pods, whether the program declares it or a helm.v4.Chart renders it
 # (`pulumi preview` shows a chart's objects as resources of these types).
@@ -51,11 +51,12 @@ class Resource:
 
     def get(self, *path: str | int) -> Any:
         # The twin of review.records.value_at: the pack runs alone in the venv Pulumi makes for it
-        # (policy/requirements.txt), so it cannot import the project's packages.
+        # (policy/requirements.txt), so it cannot import the project's packages. One table of cases
+        # holds both to the same answers (tests/policy/test_path_lookup.py).
         value: Any = self.props
         for key in path:
             if isinstance(key, int):
-                value = value[key] if isinstance(value, list) and len(value) > key else None
+                value = value[key] if isinstance(value, list) and -len(value) <= key < len(value) else None
             else:
                 value = value.get(key) if isinstance(value, dict) else None
         return value
