@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from typing import Any
 
 import pulumi
@@ -16,6 +17,30 @@ from review.records import ResourceRecord, Synthesis
 from review.stack_files import SECRET
 
 ACCOUNT_ID = "123456789012"
+# What AWS publishes per region, so a stack is checked against its own region's value and a lookup
+# through the wrong region shows. The account Elastic Load Balancing writes access logs as:
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html
+# (regions opened since August 2022 name a service principal instead and have no account).
+ELB_LOG_DELIVERY_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-south-1": "718504428378", "ap-northeast-1": "582318560864", "ap-northeast-2": "600734575887",
+    "ap-northeast-3": "383597477331", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ap-southeast-3": "589379963580", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-west-3": "009996457667",
+    "eu-south-1": "635631232127", "eu-north-1": "897822967062", "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
+# The canonical hosted zone of a region's application load balancers, which an alias record names:
+# https://docs.aws.amazon.com/general/latest/gr/elb.html
+ALB_HOSTED_ZONES = {
+    "us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2", "us-west-1": "Z368ELLRRE2KJ0",
+    "us-west-2": "Z1H1FL5HABSF5", "ca-central-1": "ZQSVJUPU6J1EY", "ap-south-1": "ZP97RAFLXTNZK",
+    "ap-northeast-1": "Z14GRHDCWA56QT", "ap-northeast-2": "ZWKZPGTI48KDX", "ap-northeast-3": "Z5LXEXXYW11ES",
+    "ap-southeast-1": "Z1LMS91P8CMLE5", "ap-southeast-2": "Z1GM3OXH4ZPM65", "eu-central-1": "Z215JYRZR1TBD5",
+    "eu-west-1": "Z32O12XQLNTSW2", "eu-west-2": "ZHURV8PSTC4K8", "eu-west-3": "Z3Q77PNBQS71R4",
+    "eu-north-1": "Z23TAZ6LKFMNIO", "sa-east-1": "Z2P70J7HTTTPLU",
+}
 # pulumi_tls resources and the PEM output each computes.
 MOCK_PEM_OUTPUTS = {
     "tls:index/privateKey:PrivateKey": "privateKeyPem",
@@ -32,6 +57,25 @@ def _fake_id(type_: str, name: str) -> str:
                 "aws:ec2/eip:Eip": "eipalloc", "aws:ec2/launchTemplate:LaunchTemplate": "lt",
                 "aws:ec2/securityGroup:SecurityGroup": "sg", "aws:efs/fileSystem:FileSystem": "fs"}
     return f"{prefixes.get(type_, name)}-{digest}"
+
+
+def hosted_zone_id(name: str) -> str:
+    """The mock's public hosted zone for a domain name: each name its own, so a test can tell
+    which name a record's zone was looked up by."""
+    return "Z" + hashlib.sha256(name.rstrip(".").encode()).hexdigest()[:20].upper()
+
+
+def _regional(table: dict[str, str], region: str, what: str) -> str:
+    if region not in table:
+        raise NotImplementedError(f"offline synthesis does not know {what} in {region}: add it to review/mocks.py "
+                                  "from AWS's published table")
+    return table[region]
+
+
+def _zone_id_prefix(region: str) -> str:
+    """AWS's zone IDs are named after the region: us-west-2 → usw2 (usw2-az1, usw2-az2...)."""
+    area, *words, number = region.split("-")
+    return area + "".join(word[0] for word in words) + number
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -101,48 +145,47 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return resource_id, {**self.computed_outputs(args, resource_id), **args.inputs}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
-        results: dict[str, dict[str, Any]] = {
-            "aws:index/getAvailabilityZones:getAvailabilityZones": {
-                "names": [f"{self.region}{letter}" for letter in "abcdef"],
-                "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
-                "id": self.region,
-            },
-            "aws:index/getCallerIdentity:getCallerIdentity": {
-                "accountId": ACCOUNT_ID,
-                "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deployer/ci-session",
-                "userId": "AROAEXAMPLE:ci-session",
-                "id": ACCOUNT_ID,
-            },
-            "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
-                "userName": "AWS", "password": "mock-registry-password", "authorizationToken": "bW9jaw==",
-                "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com",
-                "expiresAt": "2026-12-01T00:00:00Z", "id": ACCOUNT_ID,
-            },
-            "aws:route53/getZone:getZone": {
-                "name": args.args.get("name"), "zoneId": "Z0MOCKZONE0000000000", "id": "Z0MOCKZONE0000000000",
-                "privateZone": False},
-            # The canonical hosted zone of eu-west-1's application load balancers (AWS publishes one per region).
-            "aws:lb/getHostedZoneId:getHostedZoneId": {"id": "Z32O12XQLNTSW2"},
-            # The account Elastic Load Balancing writes access logs as (eu-west-1's, from AWS's table).
-            "aws:elb/getServiceAccount:getServiceAccount": {"arn": "arn:aws:iam::156460612806:root",
-                                                            "id": "156460612806"},
-            "aws:iam/getSessionContext:getSessionContext": {
-                "arn": args.args.get("arn"),
-                "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer",
-                "issuerId": "AROAEXAMPLE",
-                "issuerName": "deployer",
-                "sessionName": "ci-session",
-                "id": args.args.get("arn"),
-            },
-        }
-        if args.token not in results:
-            raise NotImplementedError(f"offline synthesis has no mock for invoke {args.token}")
-        return results[args.token]
+        """What a lookup answers; in the region of the stack (the program's AWS provider is in it)."""
+        token, lookup = args.token, args.args
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": [f"{self.region}{letter}" for letter in "abcdef"],
+                    "zoneIds": [f"{_zone_id_prefix(self.region)}-az{i}" for i in range(1, 7)], "id": self.region}
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/deployer/ci-session",
+                    "userId": "AROAEXAMPLE:ci-session", "id": ACCOUNT_ID}
+        if token == "aws:iam/getSessionContext:getSessionContext":
+            return {"arn": lookup.get("arn"), "issuerArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer",
+                    "issuerId": "AROAEXAMPLE", "issuerName": "deployer", "sessionName": "ci-session",
+                    "id": lookup.get("arn")}
+        if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "mock-registry-password", "authorizationToken": "bW9jaw==",
+                    "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com",
+                    "expiresAt": "2026-12-01T00:00:00Z", "id": ACCOUNT_ID}
+        if token == "aws:route53/getZone:getZone":
+            zone = hosted_zone_id(str(lookup.get("name")))
+            return {"name": lookup.get("name"), "zoneId": zone, "id": zone,
+                    "privateZone": bool(lookup.get("privateZone"))}
+        if token == "aws:lb/getHostedZoneId:getHostedZoneId":
+            if lookup.get("loadBalancerType", "application") != "application":
+                raise NotImplementedError("offline synthesis knows the hosted zones of application load balancers only")
+            return {"id": _regional(ALB_HOSTED_ZONES, self.region, "the hosted zone of application load balancers")}
+        if token == "aws:elb/getServiceAccount:getServiceAccount":
+            account = _regional(ELB_LOG_DELIVERY_ACCOUNTS, self.region, "Elastic Load Balancing's log-delivery account")
+            return {"arn": f"arn:aws:iam::{account}:root", "id": account}
+        raise NotImplementedError(f"offline synthesis has no mock for invoke {token}")
 
 
 def _provider_name(reference: str) -> str | None:
     """'urn:...::name::id' → name; None when the default provider would be used."""
     return reference.split("::")[-2] if reference else None
+
+
+def _redacted(value: Any) -> Any:
+    """A secret's shape without its values: a map made secret keeps its keys (which a Secret's
+    reader names), every value in it is redacted."""
+    if isinstance(value, dict) and rpc._special_sig_key not in value:
+        return {key: _redacted(item) for key, item in value.items() if item is not None}
+    return SECRET
 
 
 def _plain(value: Any) -> Any:
@@ -153,7 +196,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         signature = value.get(rpc._special_sig_key)
         if signature == rpc._special_secret_sig:
-            return SECRET
+            return _redacted(value.get("value"))
         if signature == rpc._special_output_value_sig:
             return SECRET if value.get("secret") else _plain(value.get("value"))
         # An input set to None is not set (the SDK's deserializer drops it too).
@@ -172,6 +215,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: RecordingMocks, synthesis: Synthesis) -> None:
         super().__init__(mocks)
         self.synthesis = synthesis
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        """Records each lookup's arguments and the provider it went through: what the mocks answer
+        is made up, what the program asked for is not."""
+        response = super().Invoke(request)
+        if request.tok != "pulumi:pulumi:getResource":
+            args = _plain(json_format.MessageToDict(request.args))
+            self.synthesis.invokes.append({"token": request.tok, "args": args,
+                                           "provider": _provider_name(request.provider)})
+            # Lookups run in whatever order their inputs resolve; sorted, the record is stable.
+            self.synthesis.invokes.sort(key=lambda invoke: json.dumps(invoke, sort_keys=True))
+        return response
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)

@@ -29,6 +29,8 @@ class ResourceRecord:
 
 
 def value_at(value: Any, *path: str | int) -> Any:
+    # Its twin is policy.rules.Resource.get (the policy pack cannot import review); one table of cases
+    # holds both to the same answers (tests/policy/test_path_lookup.py).
     for key in path:
         if isinstance(key, int):
             value = value[key] if isinstance(value, list) and -len(value) <= key < len(value) else None
@@ -43,6 +45,8 @@ class Synthesis:
     stack: str
     resources: list[ResourceRecord] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Each lookup (invoke) the program made: {"token", "args" (wire names), "provider" (its name)}.
+    invokes: list[dict[str, Any]] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[ResourceRecord]:
         return [r for r in self.resources if r.type == type_]
@@ -88,4 +92,4 @@ class Synthesis:
         resources = [ResourceRecord(**{"id": "", **{k: v for k, v in record.items() if k in known}})
                      for record in document["resources"]]
         return cls(project=document["project"], stack=document["stack"], resources=resources,
-                   outputs=document["outputs"])
+                   outputs=document["outputs"], invokes=document.get("invokes", []))

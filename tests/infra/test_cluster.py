@@ -3,8 +3,7 @@ from __future__ import annotations
 import json
 
 from review.records import Synthesis
-from review.synth import synthesize
-from tests.support.stacks import synthesized
+from tests.support.stacks import synthesized, synthesized_with
 
 CLUSTER = "aws:eks/cluster:Cluster"
 
@@ -34,7 +33,7 @@ def test_secrets_are_encrypted_with_a_rotating_key_that_prod_protects() -> None:
 
 def test_public_endpoint_follows_the_configured_cidrs() -> None:
     assert synthesized("prod").one(CLUSTER).inputs["vpcConfig"]["publicAccessCidrs"] == ["203.0.113.0/24"]
-    private_only = synthesize("staging", {"endpointPublicAccessCidrs": []}).one(CLUSTER).inputs["vpcConfig"]
+    private_only = synthesized_with("staging", {"endpointPublicAccessCidrs": []}).one(CLUSTER).inputs["vpcConfig"]
     assert private_only["endpointPublicAccess"] is False
     assert "publicAccessCidrs" not in private_only
 
@@ -52,7 +51,7 @@ def test_cluster_is_in_the_private_subnets_only(stack_synthesis: Synthesis) -> N
 def test_access_entries_for_deployer_and_configured_admins() -> None:
     admin = "arn:aws:iam::123456789012:role/platform-admins"
     deployer = "arn:aws:iam::123456789012:role/deployer"  # the mocked caller's role
-    synthesis = synthesize("dev", {"adminPrincipalArns": [admin, deployer]})
+    synthesis = synthesized_with("dev", {"adminPrincipalArns": [admin, deployer]})
     entries = {r.inputs["principalArn"] for r in synthesis.of_type("aws:eks/accessEntry:AccessEntry")}
     assert entries == {admin, deployer}  # the deployer listed again is not entered twice
     associations = synthesis.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")

@@ -7,14 +7,17 @@ from typing import Any
 
 import pytest
 
+from review.mocks import hosted_zone_id
 from review.records import Synthesis
-from review.synth import synthesize
-from tests.support.stacks import synthesized
+from tests.support.stacks import lookups, synthesized, synthesized_with
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 PROD_SIZES = {"replicas": 3, "minReplicas": 3, "maxReplicas": 12}
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 PQ_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+GET_ZONE = "aws:route53/getZone:getZone"
+GET_BALANCER_ZONE = "aws:lb/getHostedZoneId:getHostedZoneId"
+DEV_SIZES = {"replicas": 1, "minReplicas": 1, "maxReplicas": 2}
 
 
 def annotations(synthesis: Synthesis) -> dict[str, Any]:
@@ -23,7 +26,19 @@ def annotations(synthesis: Synthesis) -> dict[str, Any]:
 
 
 def prod_with(**front_door: Any) -> Synthesis:
-    return synthesize("prod", {"modelService": {**PROD_SIZES, **front_door}})
+    return synthesized_with("prod", {"modelService": {**PROD_SIZES, **front_door}})
+
+
+def alias_record(synthesis: Synthesis) -> dict[str, Any]:
+    """The domain's alias record, checked to point at the load balancer through its region's zone."""
+    alias: dict[str, Any] = synthesis.one("aws:route53/record:Record", "dns-alias").inputs
+    (target,) = alias["aliases"]
+    assert target["name"].startswith("k8s-model-ingress-") and target["name"].endswith(".elb.amazonaws.com")
+    # The balancer zone is looked up through the stack's provider (AWS's eu-west-1 value in the mock).
+    assert lookups(synthesis, GET_BALANCER_ZONE) == [{"args": {"loadBalancerType": "application"},
+                                                      "provider": synthesis.one("pulumi:providers:aws").name}]
+    assert target["zoneId"] == "Z32O12XQLNTSW2" and target["evaluateTargetHealth"] is True
+    return alias
 
 
 # -- HTTPS at a name of our own -----------------------------------------------------------------------
@@ -52,35 +67,47 @@ def test_https_listener_with_redirect_and_the_post_quantum_tls_policy() -> None:
 
 def test_the_domain_points_at_the_load_balancer_and_is_the_model_url() -> None:
     prod = synthesized("prod")
-    alias = prod.one("aws:route53/record:Record", "dns-alias").inputs
+    alias = alias_record(prod)
     assert (alias["name"], alias["type"]) == ("iris.ml.example.com", "A")
-    (target,) = alias["aliases"]
-    assert target["name"].startswith("k8s-model-ingress-") and target["name"].endswith(".elb.amazonaws.com")
-    assert target["zoneId"] == "Z32O12XQLNTSW2" and target["evaluateTargetHealth"] is True
+    # The zone is the public one found by the configured name (Pulumi.prod.yaml's hostedZoneName)...
+    assert lookups(prod, GET_ZONE) == [{"args": {"name": "ml.example.com", "privateZone": False},
+                                        "provider": prod.one("pulumi:providers:aws").name}]
+    # ...and both records go into the zone that lookup returned (the mock's zone for that name).
     zone = prod.one("aws:route53/record:Record", "front-door-certificate-validation").inputs["zoneId"]
-    assert alias["zoneId"] == zone == "Z0MOCKZONE0000000000"  # the zone found by name
+    assert alias["zoneId"] == zone == hosted_zone_id("ml.example.com")
     assert prod.outputs["modelUrl"] == "https://iris.ml.example.com"
     assert prod.outputs["modelName"] == "iris"
 
 
 def test_a_hosted_zone_given_by_id_is_used_as_is() -> None:
     synthesis = prod_with(domain="iris.ml.example.com", hostedZoneId="Z0123456789ABCDEFGHIJ")
-    assert synthesis.one("aws:route53/record:Record", "dns-alias").inputs["zoneId"] == "Z0123456789ABCDEFGHIJ"
+    assert lookups(synthesis, GET_ZONE) == []
+    records = {r.name: r.inputs["zoneId"] for r in synthesis.of_type("aws:route53/record:Record")}
+    assert records == {"dns-alias": "Z0123456789ABCDEFGHIJ",
+                       "front-door-certificate-validation": "Z0123456789ABCDEFGHIJ"}
 
 
 def test_an_own_certificate_serves_https_without_requesting_one() -> None:
     synthesis = prod_with(certificateArn=CERTIFICATE)
     assert synthesis.of_type("aws:acm/certificate:Certificate") == []
     assert synthesis.of_type("aws:route53/record:Record") == []
-    assert annotations(synthesis)["alb.ingress.kubernetes.io/certificate-arn"] == CERTIFICATE
-    assert annotations(synthesis)["alb.ingress.kubernetes.io/ssl-policy"] == PQ_POLICY
+    assert lookups(synthesis, GET_ZONE) == []
+    found = annotations(synthesis)
+    assert json.loads(found["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+    assert found["alb.ingress.kubernetes.io/certificate-arn"] == CERTIFICATE
+    assert found["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    assert found["alb.ingress.kubernetes.io/ssl-policy"] == PQ_POLICY
     assert synthesis.outputs["modelUrl"].startswith("https://k8s-")
 
 
 def test_an_own_certificate_with_a_domain_still_gets_the_name() -> None:
     synthesis = prod_with(certificateArn=CERTIFICATE, domain="iris.ml.example.com", hostedZoneName="ml.example.com")
     assert synthesis.of_type("aws:acm/certificate:Certificate") == []
-    assert synthesis.one("aws:route53/record:Record", "dns-alias")
+    assert [r.name for r in synthesis.of_type("aws:route53/record:Record")] == ["dns-alias"]  # nothing to validate
+    alias = alias_record(synthesis)
+    assert (alias["name"], alias["type"]) == ("iris.ml.example.com", "A")
+    assert alias["zoneId"] == hosted_zone_id("ml.example.com")
+    assert annotations(synthesis)["alb.ingress.kubernetes.io/certificate-arn"] == CERTIFICATE
     assert synthesis.outputs["modelUrl"] == "https://iris.ml.example.com"
 
 
@@ -94,8 +121,7 @@ def test_dev_stays_plain_http_on_the_load_balancers_name() -> None:
 # -- who may call it --------------------------------------------------------------------------------
 
 def test_an_internal_endpoint_is_reachable_only_from_the_vpc() -> None:
-    synthesis = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2,
-                                                    "scheme": "internal"}})
+    synthesis = synthesized_with("dev", {"modelService": {**DEV_SIZES, "scheme": "internal"}})
     assert annotations(synthesis)["alb.ingress.kubernetes.io/scheme"] == "internal"
 
 
@@ -104,8 +130,8 @@ def test_prod_may_serve_plain_http_inside_the_vpc() -> None:
 
 
 def test_allowed_cidrs_become_the_load_balancers_inbound_rules() -> None:
-    synthesis = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2,
-                                                    "allowedCidrs": ["203.0.113.0/24", "198.51.100.7/32"]}})
+    synthesis = synthesized_with("dev", {"modelService": {**DEV_SIZES,
+                                                          "allowedCidrs": ["203.0.113.0/24", "198.51.100.7/32"]}})
     assert annotations(synthesis)["alb.ingress.kubernetes.io/inbound-cidrs"] == "203.0.113.0/24,198.51.100.7/32"
     assert annotations(synthesized("dev"))["alb.ingress.kubernetes.io/inbound-cidrs"] == "0.0.0.0/0"
 

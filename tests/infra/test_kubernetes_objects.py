@@ -10,8 +10,7 @@ import pytest
 
 from review.records import ResourceRecord, Synthesis
 from review.stack_files import SECRET
-from review.synth import synthesize
-from tests.support.stacks import synthesized
+from tests.support.stacks import synthesized, synthesized_variant
 
 KINDS = {"Deployment", "DaemonSet", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",
          "NetworkPolicy", "Secret", "ConfigMap",
@@ -72,8 +71,6 @@ def test_strict_validation_catches_a_misspelled_field() -> None:
 
 
 def test_gpu_and_https_variants_are_valid_too() -> None:
-    synthesis = synthesize("prod", {"modelService": {
-        "pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1, "maxReplicas": 2,
-        "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"}})
+    synthesis = synthesized_variant("prod-gpu-https")
     for record in manifests(synthesis):
         kubernetes_validate.validate(without_redacted(record.inputs), "1.35", strict=True)

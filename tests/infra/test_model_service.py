@@ -9,10 +9,8 @@ import pytest
 
 from infra.workload.image import model_sha256
 from review.records import Synthesis
-from review.synth import synthesize
-from tests.support.stacks import synthesized
-
-CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+from tests.support.scheduling import pod_spec, pool_nodes, pools_for
+from tests.support.stacks import CPU_ONLY, synthesized, synthesized_with
 
 
 def kind(synthesis: Synthesis, name: str) -> dict[str, Any]:
@@ -154,19 +152,9 @@ def test_ingress_is_an_internet_facing_alb_to_pod_ips(stack_synthesis: Synthesis
         assert stack_synthesis.outputs["modelUrl"].startswith("http://k8s-")
 
 
-def test_https_with_redirect_when_a_certificate_is_configured() -> None:
-    synthesis = synthesize("prod", {"modelService": {"replicas": 3, "minReplicas": 3, "maxReplicas": 12,
-                                                     "certificateArn": CERTIFICATE}})
-    annotations = kind(synthesis, "Ingress")["metadata"]["annotations"]
-    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
-    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == CERTIFICATE
-    assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
-    assert synthesis.outputs["modelUrl"].startswith("https://")
-
-
 def test_a_gpu_model_lands_on_the_gpu_pool_with_its_toleration_and_limit() -> None:
-    synthesis = synthesize("dev", {"modelService": {"pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1,
-                                                    "maxReplicas": 1}})
+    synthesis = synthesized_with("dev", {"modelService": {"pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1,
+                                                          "maxReplicas": 1}})
     spec = pod(synthesis)
     assert spec["nodeSelector"] == {"model-serving/pool": "gpu"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -176,12 +164,13 @@ def test_a_gpu_model_lands_on_the_gpu_pool_with_its_toleration_and_limit() -> No
     assert gpu_group["labels"]["model-serving/pool"] == "gpu"
     assert gpu_group["scalingConfig"]["minSize"] == 0
     assert {t["key"] for t in gpu_group["taints"]} == {"nvidia.com/gpu"}
-    assert synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin")
+    # ...whose GPUs the device plugin advertises: it runs on that pool's nodes, and only there.
+    plugin = synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin").inputs
+    assert pools_for(pod_spec(plugin) or {}, pool_nodes(synthesis)) == {"gpu"}
 
 
 def test_a_cpu_only_stack_has_no_gpu_pool_no_device_plugin_and_no_gpu_requests() -> None:
-    synthesis = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2,
-                                                         "maxSize": 3}}})
+    synthesis = synthesized_with("dev", CPU_ONLY)
     assert not synthesis.of_type("kubernetes:apps/v1:DaemonSet")
     assert all(g.inputs["amiType"] == "AL2023_x86_64_STANDARD"
                for g in synthesis.of_type("aws:eks/nodeGroup:NodeGroup"))
@@ -203,8 +192,3 @@ def test_workload_waits_for_the_ingress_controller_and_storage(stack_synthesis: 
     assert any(d.endswith("Release::aws-load-balancer-controller") for d in dependencies)
     assert any("MountTarget::storage-shared" in d for d in dependencies)
 
-
-def test_kubernetes_objects_use_the_clusters_provider(stack_synthesis: Synthesis) -> None:
-    for record in stack_synthesis.resources:
-        if record.type.startswith("kubernetes:"):
-            assert record.options["provider"] == "cluster-kubernetes", record.name

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from review.records import Synthesis
-from tests.support.stacks import synthesized
+from tests.support.stacks import synthesized, synthesized_with
 
 SUBNET = "aws:ec2/subnet:Subnet"
 
@@ -82,8 +82,6 @@ def test_s3_gateway_endpoint_on_private_route_tables(stack_synthesis: Synthesis)
 
 
 def test_explicit_zones_are_used_in_order() -> None:
-    from review.synth import synthesize
-
-    synthesis = synthesize("dev", {"availabilityZones": ["us-east-1c", "us-east-1d"]})
+    synthesis = synthesized_with("dev", {"availabilityZones": ["us-east-1c", "us-east-1d"]})
     cidrs = {s["availabilityZone"]: s["cidrBlock"] for s in subnets(synthesis, "private")}
     assert cidrs == {"us-east-1c": "10.0.0.0/18", "us-east-1d": "10.0.64.0/18"}

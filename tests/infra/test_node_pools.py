@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from review.records import Synthesis
-from review.synth import synthesize
-from tests.support.stacks import synthesized
+from tests.support.stacks import synthesized, synthesized_with
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -81,7 +80,7 @@ def test_adding_a_pool_does_not_rename_the_others() -> None:
         "batch": {"instanceTypes": ["c7i.2xlarge"], "minSize": 0, "maxSize": 3},
         "gpu": {"instanceTypes": ["g5.xlarge"], "gpu": True, "minSize": 0, "maxSize": 1},
     }
-    after = {r.urn for r in synthesize("dev", {"nodePools": pools}).resources}
+    after = {r.urn for r in synthesized_with("dev", {"nodePools": pools}).resources}
     assert before <= after
     assert {u for u in after - before if "NodeGroup" in u} == {
         u for u in after if u.endswith("NodeGroup::pool-batch-nodes")}

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.observability.alert_rules import RUNBOOK
+from infra.observability.alert_rules import RUNBOOK, rule_groups
 from infra.settings import PROJECT_DIR
 from review.records import Synthesis
-from review.synth import synthesize
 from tests.support.charts import rendered_chart
 from tests.support.scheduling import pod_spec, pool_nodes, pools_for, selector_matches
-from tests.support.stacks import synthesized
+from tests.support.stacks import CPU_ONLY, lookups, synthesized, synthesized_with
 
 MONITORING = "monitoring"
 CUSTOM = "kubernetes:monitoring.coreos.com/v1"
@@ -35,7 +34,7 @@ def model_deployment(synthesis: Synthesis) -> dict[str, Any]:
 # -- on by default, off cleanly ------------------------------------------------------------------------
 
 def test_observability_off_removes_all_of_it() -> None:
-    off = synthesize("dev", {"observability": {"enabled": False}})
+    off = synthesized_with("dev", {"observability": {"enabled": False}})
     on = synthesized("dev")
     names = {r.name for r in off.resources}
     added = {r.type for r in on.resources if r.name not in names}
@@ -101,10 +100,19 @@ def test_gpu_metrics_come_from_gpu_nodes_only() -> None:
     synthesis = synthesized("prod")
     chart = rendered_chart("prod", "dcgm-exporter")
     gpu_pools = {node.pool for node in pool_nodes(synthesis) if "k8s.amazonaws.com/accelerator" in node.labels}
-    assert pools_for(pod_spec(chart.one("DaemonSet")) or {}, pool_nodes(synthesis)) == gpu_pools
-    assert chart.one("ServiceMonitor")["spec"]["endpoints"]
-    cpu_only = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2,
-                                                        "maxSize": 3}}})
+    exporter = chart.one("DaemonSet")
+    assert pools_for(pod_spec(exporter) or {}, pool_nodes(synthesis)) == gpu_pools
+    # Prometheus scrapes it: the ServiceMonitor selects the exporter's Service, which selects its pods,
+    # on a port the Service has and every 15 s (the program's value).
+    monitor, service = chart.one("ServiceMonitor")["spec"], chart.one("Service")
+    assert service["metadata"]["namespace"] in monitor["namespaceSelector"]["matchNames"]
+    assert selector_matches(monitor["selector"], service["metadata"]["labels"])
+    assert selector_matches({"matchLabels": service["spec"]["selector"]}, exporter["spec"]["template"]["metadata"][
+        "labels"])
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "15s")
+    cpu_only = synthesized_with("dev", CPU_ONLY)
     assert "dcgm-exporter" not in {r.inputs["chart"] for r in cpu_only.of_type("kubernetes:helm.sh/v4:Chart")}
 
 
@@ -159,7 +167,10 @@ def runbook_anchors() -> set[str]:
 def test_every_alert_has_a_runbook_section_in_the_repository(stack_synthesis: Synthesis) -> None:
     groups = custom_resource(stack_synthesis, "PrometheusRule")["spec"]["groups"]
     alerts = [rule for group in groups for rule in group["rules"]]
-    assert len(alerts) == 11
+    # Every alert of the rules unit-tested in test_alert_rules.py (which names each one), none twice.
+    names = [alert["alert"] for alert in alerts]
+    assert len(set(names)) == len(names)
+    assert set(names) == {rule["alert"] for group in rule_groups(0.25, 0.05) for rule in group["rules"]}
     for alert in alerts:
         url = alert["annotations"]["runbook_url"]
         assert url.startswith(RUNBOOK + "#") and url.split("#")[1] in runbook_anchors(), alert["alert"]
@@ -178,11 +189,22 @@ def test_latency_objectives_come_from_config() -> None:
 def test_grafana_uses_a_generated_secret_password_and_loads_the_dashboard() -> None:
     synthesis = synthesized("dev")
     assert synthesis.outputs["grafanaAdminPassword"] == "[secret]"
-    secret = synthesis.one("kubernetes:core/v1:Secret").inputs
-    assert secret["stringData"] == "[secret]"  # made from the generated password, never shown
+    secret_record = synthesis.one("kubernetes:core/v1:Secret")
+    secret = secret_record.inputs
+    # The user and password Grafana reads are keys the Secret has, both secret (never shown)...
+    assert secret["stringData"] == {"admin-user": "[secret]", "admin-password": "[secret]"}
+    # ...and its data is made from the generated password and nothing else.
+    password = synthesis.one("random:index/randomPassword:RandomPassword")
+    assert secret_record.property_dependencies["stringData"] == [password.urn]
+    assert (password.inputs["length"], password.inputs["special"]) == (32, False)
+    admin = rendered_chart("dev", "kube-prometheus-stack").record.inputs["values"]["grafana"]["admin"]
+    assert admin["existingSecret"] == secret["metadata"]["name"]
+    assert {admin["userKey"], admin["passwordKey"]} == set(secret["stringData"])
     grafana = rendered_chart("dev", "kube-prometheus-stack").one("Deployment", "kube-prometheus-stack-grafana")
     env = {e["name"]: e for c in pod_spec(grafana)["containers"] for e in c.get("env", [])}
-    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+    for variable, key in (("GF_SECURITY_ADMIN_USER", admin["userKey"]),
+                          ("GF_SECURITY_ADMIN_PASSWORD", admin["passwordKey"])):
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": key}
     dashboard = synthesis.one("kubernetes:core/v1:ConfigMap").inputs
     sidecar = next(c for c in pod_spec(grafana)["containers"] if "dashboard" in c["name"])
     label = {e["name"]: e.get("value") for e in sidecar["env"]}["LABEL"]
@@ -235,12 +257,21 @@ def test_access_logs_bucket_is_private_encrypted_and_expires_them(stack: str, da
     assert bucket.options["protect"] is (stack == "prod")
 
 
+# The account Elastic Load Balancing delivers access logs as, in each stack's region (AWS's table:
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html).
+LOG_DELIVERY_ACCOUNTS = {"dev": "127311923021", "staging": "797873946194", "prod": "156460612806"}
+
+
 def test_the_load_balancer_log_delivery_may_write_under_the_prefix_only(stack_synthesis: Synthesis) -> None:
     policy = json.loads(stack_synthesis.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
     (delivery,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
     assert delivery["Action"] == "s3:PutObject"
     assert delivery["Resource"].endswith("/alb/AWSLogs/123456789012/*")
-    assert delivery["Principal"] == {"AWS": "arn:aws:iam::156460612806:root"}
+    # The account of the stack's own region: looked up through the stack's provider, which is in it.
+    assert delivery["Principal"] == {"AWS": f"arn:aws:iam::{LOG_DELIVERY_ACCOUNTS[stack_synthesis.stack]}:root"}
+    provider = stack_synthesis.one("pulumi:providers:aws")
+    assert lookups(stack_synthesis, "aws:elb/getServiceAccount:getServiceAccount") == [
+        {"args": {}, "provider": provider.name}]
     (tls,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     attributes = stack_synthesis.one("kubernetes:networking.k8s.io/v1:Ingress").inputs["metadata"]["annotations"][
@@ -271,7 +302,6 @@ def test_the_dashboard_is_grafana_json_with_the_panels_operators_need(stack_synt
 
 
 def test_gpu_panels_only_with_a_gpu_pool() -> None:
-    cpu_only = synthesize("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2,
-                                                        "maxSize": 3}}})
+    cpu_only = synthesized_with("dev", CPU_ONLY)
     dashboard = json.loads(cpu_only.one("kubernetes:core/v1:ConfigMap").inputs["data"]["model-serving.json"])
     assert not [panel for panel in dashboard["panels"] if "GPU" in panel["title"]]

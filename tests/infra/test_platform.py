@@ -190,7 +190,7 @@ def test_shared_file_system_is_encrypted_reachable_only_from_the_vpc(stack_synth
     assert "egress" not in group or group["egress"] == []
     (efs_class,) = [r.inputs for r in stack_synthesis.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
                     if r.inputs["provisioner"] == "efs.csi.aws.com"]
-    assert efs_class["parameters"]["fileSystemId"].startswith("fs-")  # the file system declared above
+    assert efs_class["parameters"]["fileSystemId"] == file_system.id  # the file system declared above
     assert (efs_class["parameters"]["uid"], efs_class["parameters"]["gid"]) == ("10001", "10001")
 
 

@@ -11,8 +11,7 @@ import pytest
 from infra.settings import ModelServiceSettings
 from model_server.settings import ServerSettings
 from review.records import Synthesis
-from review.synth import synthesize
-from tests.support.stacks import VARIANTS, synthesized_variant
+from tests.support.stacks import VARIANTS, synthesized_variant, synthesized_with
 
 
 def container_environment(synthesis: Synthesis) -> dict[str, str]:
@@ -52,7 +51,7 @@ def test_the_server_accepts_the_stack_settings_at_their_bounds(which: str, monke
     fields = ("max_batch_size", "max_batch_wait_ms", "prediction_log_sample_rate")
     model = {ModelServiceSettings.model_fields[f].alias or f: bound(f, which) for f in fields}
     # A batch window at its bound needs a queue-wait objective above it (the settings refuse it otherwise).
-    synthesis = synthesize("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2, **model},
+    synthesis = synthesized_with("dev", {"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 2, **model},
                                    "observability": {"queueWaitSloMs": 2000}})
     settings = server_settings(container_environment(synthesis), monkeypatch)
     assert settings.max_batch_size == bound("max_batch_size", which)

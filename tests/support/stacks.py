@@ -20,6 +20,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "certificateArn": CERTIFICATE_PROD}}),
     "staging-1.36": ("staging", {"kubernetesVersion": "1.36"}),
 }
+# dev with one CPU pool and no GPU pool (the same overrides everywhere, so synthesized_with runs it once).
+CPU_ONLY: dict[str, Any] = {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2, "maxSize": 3}}}
 
 
 @functools.cache
@@ -47,3 +49,9 @@ def _synthesized_with(stack: str, overrides_json: str) -> Synthesis:
 def synthesized_with(stack: str, overrides: dict[str, Any]) -> Synthesis:
     """A stack with config overrides, synthesized once per test session (see synthesized_variant)."""
     return copy.deepcopy(_synthesized_with(stack, json.dumps(overrides, sort_keys=True)))
+
+
+def lookups(synthesis: Synthesis, token: str) -> list[dict[str, Any]]:
+    """The invokes of `token` the program made, each {"args": ..., "provider": ...}."""
+    return [{"args": invoke["args"], "provider": invoke["provider"]} for invoke in synthesis.invokes
+            if invoke["token"] == token]
