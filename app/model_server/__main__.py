@@ -16,22 +16,17 @@ import time
 import traceback
 from types import FrameType
 
-import orjson
 from pydantic import ValidationError
 
 from model_server import metrics
 from model_server.errors import ModelLoadError
+from model_server.logs import log_event
 from model_server.model import Model, load_model
 from model_server.settings import ServerSettings
+from model_server.signals import STOP_SIGNALS
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 CRASH_WINDOW_S = 10.0  # a worker dying sooner than this after its start counts as a crash
 MAX_CRASHES = 5
-
-
-def log(event: str, **fields: object) -> None:
-    sys.stdout.buffer.write(orjson.dumps({"ts": round(time.time(), 3), "event": event, **fields}) + b"\n")
-    sys.stdout.flush()
 
 
 def listen(settings: ServerSettings) -> socket.socket:
@@ -79,10 +74,10 @@ class Supervisor:
             if self.stopping:
                 failed |= code != 0
                 continue
-            log("worker_exited", pid=pid, code=code)
+            log_event("worker_exited", pid=pid, code=code)
             self.crashes += time.monotonic() - started < CRASH_WINDOW_S
             if self.crashes >= MAX_CRASHES:
-                log("giving_up", reason=f"{self.crashes} workers died within {CRASH_WINDOW_S:g} s of starting")
+                log_event("giving_up", reason=f"{self.crashes} workers died within {CRASH_WINDOW_S:g} s of starting")
                 self._stop(signal.SIGTERM, None)
                 failed = True
                 continue
@@ -115,7 +110,7 @@ class Supervisor:
         # Only workers accept; once the last one closes its copy, new connections are refused
         # instead of waiting in a backlog nobody will serve.
         self.listener.close()
-        log("shutting_down", signal=signal.Signals(signum).name, workers=len(self.children))
+        log_event("shutting_down", signal=signal.Signals(signum).name, workers=len(self.children))
         for pid in self.children:
             os.kill(pid, signal.SIGTERM)
         # Workers drain, then finish in-flight work; past that, and a margin, they are killed.
@@ -154,16 +149,18 @@ def serve(settings: ServerSettings) -> int:
         print(f"refusing to start: {error}", file=sys.stderr)
         return 1
     if settings.sha256 is None:
-        log("warning", message="serving an unpinned model (MODEL_ALLOW_UNPINNED): for local development only")
+        log_event("warning", message="serving an unpinned model (MODEL_ALLOW_UNPINNED): for local development only")
     try:
         listener = listen(settings)
     except OSError as error:
         print(f"refusing to start: cannot listen on {settings.host}:{settings.port}: {error.strerror}",
               file=sys.stderr)
         return 1
-    log("model_loaded", model=model.name, version=model.version, sha256=model.sha256,
-        load_ms=round(model.load_seconds * 1000, 1), features=model.n_features, outputs=list(model.outputs),
-        workers=settings.workers, listen=f"{settings.host}:{settings.port}")
+    # The port actually bound: MODEL_PORT=0 asks the kernel for a free one, and this line says which.
+    bound_port = listener.getsockname()[1]
+    log_event("model_loaded", model=model.name, version=model.version, sha256=model.sha256,
+              load_ms=round(model.load_seconds * 1000, 1), features=model.n_features, outputs=list(model.outputs),
+              workers=settings.workers, listen=f"{settings.host}:{bound_port}")
     if settings.workers == 1:
         run_worker(settings, model, listener)
         return 0

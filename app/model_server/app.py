@@ -44,36 +44,29 @@ def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
+RouteHandler = Callable[[Request, Connection], None]
+
+
 @dataclass(frozen=True)
 class Route:
-    """An endpoint: its name (for metrics and logs), URL pattern, allowed methods and handler method.
-    A pattern's `model` and `version` groups name the model the URL asks for."""
+    """An endpoint: its name (for metrics and logs), URL pattern, allowed methods and the bound
+    method that answers it. A pattern's `model` and `version` groups name the model the URL asks for."""
 
     endpoint: str
     pattern: re.Pattern[str]
     methods: tuple[str, ...]
-    handler: str
+    handler: RouteHandler
 
 
-def route(endpoint: str, pattern: str, method: str, handler: str) -> Route:
-    return Route(endpoint, re.compile(pattern), (method,), handler)
+def route(endpoint: str, pattern: str, method: str, handler: RouteHandler) -> Route:
+    # As Starlette's Route: a GET route answers HEAD too (the HTTP layer sends no body for it).
+    methods = ("GET", "HEAD") if method == "GET" else (method,)
+    return Route(endpoint, re.compile(pattern), methods, handler)
 
 
 V2_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
-ROUTES = (
-    route("live", r"/v2/health/live", "GET", "_live"),
-    route("ready", r"/v2/health/ready", "GET", "_ready"),
-    route("server_metadata", r"/v2", "GET", "_server_meta"),
-    route("metrics", r"/metrics", "GET", "_metrics"),
-    route("model_metadata", V2_MODEL, "GET", "_model_meta"),
-    route("model_ready", V2_MODEL + r"/ready", "GET", "_ready"),
-    route("infer", V2_MODEL + r"/infer", "POST", "_infer"),
-    route("v1_predict", r"/v1/models/(?P<model>[^/]+):predict", "POST", "_v1_predict"),
-    route("v1_model", r"/v1/models/(?P<model>[^/:]+)", "GET", "_v1_model"),
-)
 # A path under a model that matches no route still names the model: say when that model is not served.
 MODEL_PATH = re.compile(r"/v[12]/models/(?P<model>[^/:]+)(?::predict)?(?:/versions/(?P<version>[^/]+))?(?:/.*)?")
-Handler = Callable[[Request, Connection], None]
 
 
 class ModelApp:
@@ -95,6 +88,18 @@ class ModelApp:
         })
         self._server_metadata = orjson.dumps({"name": "model-server", "version": __version__,
                                               "extensions": EXTENSIONS})
+        # Tried in order; a path matching none is a 404.
+        self._routes = (
+            route("live", r"/v2/health/live", "GET", self._live),
+            route("ready", r"/v2/health/ready", "GET", self._ready),
+            route("server_metadata", r"/v2", "GET", self._server_meta),
+            route("metrics", r"/metrics", "GET", self._metrics),
+            route("model_metadata", V2_MODEL, "GET", self._model_meta),
+            route("model_ready", V2_MODEL + r"/ready", "GET", self._ready),
+            route("infer", V2_MODEL + r"/infer", "POST", self._infer),
+            route("v1_predict", r"/v1/models/(?P<model>[^/]+):predict", "POST", self._v1_predict),
+            route("v1_model", r"/v1/models/(?P<model>[^/:]+)", "GET", self._v1_model),
+        )
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -106,27 +111,24 @@ class ModelApp:
                 endpoint = "infer"
                 self._infer(request, connection)
                 return
-            found, handler = self._route(path)
+            found = self._route(path)
             endpoint = found.endpoint
             if request.method not in found.methods:
                 raise MethodNotAllowed(f"{request.method} is not allowed on {path}; use {' or '.join(found.methods)}",
                                        found.methods)
-            handler(request, connection)
-        except ServerError as error:
-            self._error(request, connection, error, endpoint)
-        except Exception:
-            self._internal_error(request, connection, endpoint)
+            found.handler(request, connection)
+        except Exception as error:  # every failure is answered; _answer_error tells a client's from ours
+            self._answer_error(request, connection, endpoint, error)
 
-    def _route(self, path: str) -> tuple[Route, Handler]:
+    def _route(self, path: str) -> Route:
         normalized = "/" + "/".join(unquote(part) for part in path.strip("/").split("/"))
-        for candidate in ROUTES:
+        for candidate in self._routes:
             match = candidate.pattern.fullmatch(normalized)
             if match:
                 groups = match.groupdict()
                 if "model" in groups:
                     self._check_model(groups["model"], groups.get("version"))
-                handler: Handler = getattr(self, candidate.handler)
-                return candidate, handler
+                return candidate
         named = MODEL_PATH.fullmatch(normalized)
         if named:
             self._check_model(named["model"], named["version"])
@@ -196,10 +198,8 @@ class ModelApp:
                 body, content_type, headers = answer(results)
                 self._log_prediction(request_id, rows, results)
                 self._finish(request, connection, endpoint, 200, body, content_type, headers)
-            except ServerError as error:
-                self._error(request, connection, error, endpoint)
-            except Exception:
-                self._internal_error(request, connection, endpoint)
+            except Exception as error:  # as in handle: the model's failures are answered the same way
+                self._answer_error(request, connection, endpoint, error)
 
         future.add_done_callback(done)
 
@@ -219,15 +219,15 @@ class ModelApp:
         if self.prediction_log.sampled():
             self.prediction_log.write(self.model.name, self.model.version, request_id, rows, results)
 
-    def _error(self, request: Request, connection: Connection, error: ServerError, endpoint: str) -> None:
-        headers = {"allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else None
-        self._finish(request, connection, endpoint, error.status, error_body(error.message),
-                     JSON, headers)
-
-    def _internal_error(self, request: Request, connection: Connection, endpoint: str) -> None:
-        traceback.print_exc(file=sys.stderr)
-        kind = sys.exc_info()[0]
-        message = f"internal error ({kind.__name__ if kind else 'unknown'}); see the server log"
+    def _answer_error(self, request: Request, connection: Connection, endpoint: str, error: Exception) -> None:
+        """The one place a failure becomes an answer: a ServerError with its status and message, anything
+        else a 500 naming only the exception's type (its traceback goes to the server log)."""
+        if isinstance(error, ServerError):
+            headers = {"allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else None
+            self._finish(request, connection, endpoint, error.status, error_body(error.message), JSON, headers)
+            return
+        traceback.print_exception(error, file=sys.stderr)
+        message = f"internal error ({type(error).__name__}); see the server log"
         self._finish(request, connection, endpoint, 500, error_body(message))
 
     def _finish(self, request: Request, connection: Connection, endpoint: str, status: int, body: bytes,
@@ -237,5 +237,6 @@ class ModelApp:
         self.metrics.observe_request(endpoint, status, elapsed)
         if self.access_log.record({"ts": round(time.time(), 3), "method": request.method, "path": request.path,
                                    "endpoint": endpoint, "status": status, "ms": round(elapsed * 1000, 3),
-                                   "bytes_in": len(request.body), "bytes_out": len(body)}):
+                                   "bytes_in": len(request.body),
+                                   "bytes_out": 0 if request.method == "HEAD" else len(body)}):
             connection.loop.call_soon(self.access_log.flush)

@@ -14,12 +14,15 @@ public endpoint needs, modelled on nginx, uvicorn and Go's net/http:
 - graceful draining.
 
 It knows nothing about models: each complete request goes to a `Handler`, which answers
-through `Connection.respond`, now or later.
+through `Connection.respond`, now or later. As in uvicorn (protocols/http/httptools_impl.py),
+the request being received is kept apart from the connection, and one small flow-control object
+decides when the connection reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,13 +57,32 @@ class Request:
         return self.url.split(b"?", 1)[0].decode("latin-1")
 
 
+@dataclass
+class IncomingRequest:
+    """The request being received and what its parsing has counted so far. A new one begins with
+    each request; what outlives a request (the queue, timers, flow control) is the connection's."""
+
+    request: Request = field(default_factory=Request)
+    body: list[bytes] = field(default_factory=list)
+    body_bytes: int = 0
+    # Complete header fields, counted exactly as httptools hands them over.
+    header_bytes: int = 0
+    header_fields: int = 0
+    # Between the start of a request and the end of its headers: httptools buffers a header value
+    # until it is complete, so what arrives in this phase is also counted as it arrives.
+    in_head: bool = True
+    head_bytes_read: int = 0
+    # A `100 Continue` owed to this request, sent once the answers to earlier requests are out.
+    continue_owed: bool = False
+
+
 class Handler(Protocol):
     def handle(self, request: Request, connection: Connection) -> None: ...
 
 
 @dataclass
 class ServerState:
-    """Limits and lifecycle flags shared by all connections of one worker."""
+    """Limits, lifecycle flags and request counts shared by all connections of one worker."""
 
     max_body_bytes: int
     request_timeout_s: float
@@ -69,13 +91,57 @@ class ServerState:
     ready: bool = False
     draining: bool = False
     connections: set[Connection] = field(default_factory=set)
+    # Requests taken in (complete, and handed on) and answered: the difference, when the worker
+    # stops, is what it took in and never answered (the shutdown deadline cut it off, or the client left).
+    requests_taken: int = 0
+    requests_answered: int = 0
+
+
+class PauseReason(enum.Enum):
+    """Why a connection is not reading from its client."""
+
+    PIPELINED = enum.auto()  # more than MAX_PIPELINED requests are waiting for their answers
+    CLIENT_NOT_READING = enum.auto()  # asyncio paused writing: the client does not read its answers
+    REFUSED = enum.auto()  # a request was refused: nothing after it is read, ever
+
+
+class FlowControl:
+    """The one owner of a transport's reading, as uvicorn's FlowControl (protocols/http/flow_control.py),
+    plus the reasons reading is paused: each is set and cleared where it arises, any number of times,
+    and the transport reads again only once no reason remains."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._reasons: set[PauseReason] = set()
+
+    def pause(self, reason: PauseReason) -> None:
+        if not self._reasons:
+            self._transport.pause_reading()
+        self._reasons.add(reason)
+
+    def resume(self, reason: PauseReason) -> None:
+        if reason not in self._reasons:
+            return
+        self._reasons.discard(reason)
+        if not self._reasons and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    @property
+    def reading(self) -> bool:
+        return not self._reasons
+
+    @property
+    def writing_paused(self) -> bool:
+        return PauseReason.CLIENT_NOT_READING in self._reasons
 
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 def render_response(status: int, body: bytes, content_type: str, headers: dict[str, str] | None,
-                    keep_alive: bool) -> bytes:
+                    keep_alive: bool, for_head: bool = False) -> bytes:
+    """The response's bytes. One to a HEAD request has the headers the body would have, content-length
+    included, and no body (RFC 9110, section 9.3.2)."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
              b"content-type: %s\r\ncontent-length: %d\r\n" % (content_type.encode(), len(body))]
     if headers:
@@ -83,7 +149,8 @@ def render_response(status: int, body: bytes, content_type: str, headers: dict[s
     if not keep_alive:
         lines.append(b"connection: close\r\n")
     lines.append(b"\r\n")
-    lines.append(body)
+    if not for_head:
+        lines.append(body)
     return b"".join(lines)
 
 
@@ -96,20 +163,19 @@ class Connection(asyncio.Protocol):
         self.error_body = error_body
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        self.flow: FlowControl  # made with the transport, in connection_made
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request] = deque()
         self.busy = False
         self.closing = False
-        self._in_message = False
-        self._start_message()
+        self._incoming = IncomingRequest()
+        self._in_message = False  # from a request's first byte to its last
         self._messages_begun = 0
         self._messages_completed = 0
-        # A `100 Continue` owed to the request being received, sent once earlier answers are out.
-        self._continue_owed = False
-        self._writing_paused = False
         self._driving = False
-        # A request refused (parse error or limit): nothing more is read; its answer waits for the
-        # answers to the requests before it, then the connection closes.
+        # A request refused (parse error or limit), or one switching protocols: nothing after it is
+        # parsed; a refusal's answer waits for the answers to the requests before it, then the
+        # connection closes.
         self.refused = False
         self._refusal: bytes | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -119,6 +185,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.flow = FlowControl(self.transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH_WATER)
         if len(self.state.connections) >= self.state.max_connections and not self._make_room():
             self._fail(503, f"the server holds its limit of {self.state.max_connections} connections per worker; "
@@ -143,7 +210,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.refused:
             return
-        in_head_before, begun_before, completed_before = self._in_head, self._messages_begun, self._messages_completed
+        in_head_before = self._incoming.in_head
+        begun_before, completed_before = self._messages_begun, self._messages_completed
         try:
             self.parser.feed_data(data)
             # A chunk that holds nothing but the current request's head counts in full: it began
@@ -151,9 +219,10 @@ class Connection(asyncio.Protocol):
             # request begins inside a chunk is not known; such a head counts from its next chunk.)
             only_this_head = (in_head_before and self._messages_begun == begun_before) or (
                 self._messages_begun == begun_before + 1 and self._messages_completed == completed_before)
-            if self._in_head and only_this_head and not self.refused:
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEADER_BYTES:
+            incoming = self._incoming  # the request this chunk ends in
+            if incoming.in_head and only_this_head and not self.refused:
+                incoming.head_bytes_read += len(data)
+                if incoming.head_bytes_read > MAX_HEADER_BYTES:
                     self._fail(431, self._header_limit_message())
         except httptools.HttpParserUpgrade:
             self._end_at_upgrade()
@@ -163,47 +232,40 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------
 
-    def _start_message(self) -> None:
-        self._current = Request()
-        self._body: list[bytes] = []
-        self._body_size = 0
-        self._header_bytes = self._header_fields = 0
-        # Between the start of a request and the end of its headers: httptools buffers a header
-        # value until it is complete, so what arrives in this phase is counted as it arrives
-        # (complete fields are counted exactly in on_header).
-        self._in_head = True
-        self._head_bytes = 0
-
     def on_message_begin(self) -> None:
         self._in_message = True
-        self._start_message()
+        self._incoming = IncomingRequest()
         self._messages_begun += 1
-        if not self.busy:
+        # While the client does not read, its write deadline runs; resume_writing arms the request's.
+        if not self.busy and not self.flow.writing_paused:
             self._arm(self.state.request_timeout_s, self._timed_out)
 
     def on_url(self, url: bytes) -> None:
-        self._current.url += url
-        if len(self._current.url) > MAX_REQUEST_LINE_BYTES:
+        request = self._incoming.request
+        request.url += url
+        if len(request.url) > MAX_REQUEST_LINE_BYTES:
             self._fail(414, f"the request target is over the {MAX_REQUEST_LINE_BYTES}-byte limit")
             raise httptools.HttpParserCallbackError("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # httptools may deliver a name or value in pieces: count every byte, and a field per name.
-        self._header_bytes += len(name) + len(value)
-        self._header_fields += bool(name)
-        if self._header_bytes > MAX_HEADER_BYTES or self._header_fields > MAX_HEADER_FIELDS:
+        incoming = self._incoming
+        incoming.header_bytes += len(name) + len(value)
+        incoming.header_fields += bool(name)
+        if incoming.header_bytes > MAX_HEADER_BYTES or incoming.header_fields > MAX_HEADER_FIELDS:
             self._fail(431, self._header_limit_message())
             raise httptools.HttpParserCallbackError("header section too large")
-        self._current.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        incoming.request.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     @staticmethod
     def _header_limit_message() -> str:
         return f"the request's headers are over the limit of {MAX_HEADER_BYTES} bytes and {MAX_HEADER_FIELDS} fields"
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._current.method = self.parser.get_method().decode("latin-1")
-        headers = self._current.headers
+        incoming = self._incoming
+        incoming.in_head = False
+        incoming.request.method = self.parser.get_method().decode("latin-1")
+        headers = incoming.request.headers
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.state.max_body_bytes:
             # Refuse before reading a byte of the body (with Expect: 100-continue, before it is sent).
@@ -215,30 +277,33 @@ class Connection(asyncio.Protocol):
             if expectation.strip().lower() != "100-continue":
                 self._fail(417, f"Expect: {expectation} cannot be met; only 100-continue is supported")
                 return
-            self._continue_owed = True
+            incoming.continue_owed = True
             self._send_continue()
 
     def on_body(self, body: bytes) -> None:
         if self.closing or self.refused:
             return
-        self._body_size += len(body)
-        if self._body_size > self.state.max_body_bytes:
+        incoming = self._incoming
+        incoming.body_bytes += len(body)
+        if incoming.body_bytes > self.state.max_body_bytes:
             self._fail(413, f"request body is over the {self.state.max_body_bytes}-byte limit")
             return
-        self._body.append(body)
+        incoming.body.append(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
         self._messages_completed += 1
-        self._continue_owed = False  # the body came without it
+        incoming = self._incoming
+        incoming.continue_owed = False  # the body came without it
         if self.closing or self.refused:
             return
-        request = self._current
-        request.body = b"".join(self._body)
+        request = incoming.request
+        request.body = b"".join(incoming.body)
         request.keep_alive = self.parser.should_keep_alive()
         self.queue.append(request)
-        if len(self.queue) > MAX_PIPELINED and self.transport is not None:
-            self.transport.pause_reading()
+        self.state.requests_taken += 1
+        if len(self.queue) > MAX_PIPELINED:
+            self.flow.pause(PauseReason.PIPELINED)
         self._next()
 
     # -- answering -----------------------------------------------------------
@@ -246,8 +311,9 @@ class Connection(asyncio.Protocol):
     def _send_continue(self) -> None:
         """An interim answer belongs to the request being received: send it only once every earlier
         request has its final answer, or the client would take it for theirs."""
-        if self._continue_owed and not self.busy and not self.queue and self.transport is not None:
-            self._continue_owed = False
+        incoming = self._incoming
+        if incoming.continue_owed and not self.busy and not self.queue and self.transport is not None:
+            incoming.continue_owed = False
             self.transport.write(CONTINUE)
 
     def _next(self) -> None:
@@ -257,12 +323,12 @@ class Connection(asyncio.Protocol):
             return
         self._driving = True
         try:
-            while not self.busy and self.queue and not self.closing and not self._writing_paused:
+            while not self.busy and self.queue and not self.closing and not self.flow.writing_paused:
                 self.busy = True
                 self._disarm()
                 request = self.queue.popleft()
-                if self.transport is not None and len(self.queue) == MAX_PIPELINED and not self.refused:
-                    self.transport.resume_reading()
+                if len(self.queue) <= MAX_PIPELINED:
+                    self.flow.resume(PauseReason.PIPELINED)
                 self.handler.handle(request, self)
         finally:
             self._driving = False
@@ -274,12 +340,14 @@ class Connection(asyncio.Protocol):
             self.busy = False
             return
         keep_alive = request.keep_alive and not self.state.draining
-        self.transport.write(render_response(status, body, content_type, headers, keep_alive))
+        self.transport.write(render_response(status, body, content_type, headers, keep_alive,
+                                             for_head=request.method == "HEAD"))
+        self.state.requests_answered += 1
         self.busy = False
         self.last_active = time.monotonic()
         if not keep_alive:
             self.close()
-        elif self._writing_paused:
+        elif self.flow.writing_paused:
             return  # the write deadline runs until the client reads (resume_writing goes on)
         elif self.queue:
             self._next()
@@ -298,18 +366,14 @@ class Connection(asyncio.Protocol):
         """The client is not reading: stop answering, and stop reading requests it cannot take in.
         It gets the request deadline to read its answers down (net/http's write timeout), else it
         is dropped: a client that never reads must not hold a connection and its buffer forever."""
-        self._writing_paused = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.flow.pause(PauseReason.CLIENT_NOT_READING)
         self._arm(self.state.request_timeout_s, self.abort)
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.flow.resume(PauseReason.CLIENT_NOT_READING)
         if self.transport is None or self.closing:
             return
         self._disarm()
-        if len(self.queue) <= MAX_PIPELINED and not self.refused:
-            self.transport.resume_reading()
         self._next()
         if self.idle:
             self._arm(self.state.keepalive_timeout_s, self.close)
@@ -322,13 +386,12 @@ class Connection(asyncio.Protocol):
         if self.refused or self.closing:
             return
         self.refused = True
-        self._continue_owed = False
+        self._incoming.continue_owed = False
         answer = render_response(status, self.error_body(message), "application/json", None,
                                  keep_alive=False)
         if self.busy or self.queue:
             self._refusal = answer
-            if self.transport is not None:
-                self.transport.pause_reading()
+            self.flow.pause(PauseReason.REFUSED)
             return
         if self.transport is not None:
             self.transport.write(answer)
@@ -339,9 +402,9 @@ class Connection(asyncio.Protocol):
         Upgrade header), once that request is complete: its body, if any, counts as the other
         protocol. A server may ignore Upgrade (RFC 9110, section 7.8): answer that request as plain
         HTTP, then close, since what follows it on the stream is not HTTP/1.1."""
-        self.refused = True  # nothing more is read
+        self.refused = True  # nothing more is parsed
         if self.busy or self.queue:
-            self._current.keep_alive = False  # the upgrade request is the last one taken in
+            self._incoming.request.keep_alive = False  # the upgrade request is the last one taken in
         else:
             self.close()
 
@@ -365,7 +428,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return not self.busy and not self.queue and not self._in_message and not self._writing_paused
+        return not self.busy and not self.queue and not self._in_message and not self.flow.writing_paused
 
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         self._disarm()

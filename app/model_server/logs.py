@@ -1,4 +1,5 @@
-"""Access log (one JSON line per request, no payloads) and the sampled prediction log."""
+"""Server events (start-up, shutdown: one JSON line each), the access log (one JSON line per
+request, no payloads) and the sampled prediction log."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ import orjson
 
 # Writes to a pipe up to this size are atomic, so lines of different workers never interleave.
 PIPE_BUF = select.PIPE_BUF
+
+
+def log_event(event: str, **fields: object) -> None:
+    """A line about the server itself (not a request) on stdout, written at once."""
+    sys.stdout.buffer.write(orjson.dumps({"ts": round(time.time(), 3), "event": event, **fields}) + b"\n")
+    sys.stdout.flush()
 
 
 class AccessLog:

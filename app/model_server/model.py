@@ -21,23 +21,12 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from model_server.datatypes import datatype_of
 from model_server.errors import BadRequest, ModelLoadError
 from model_server.settings import ServerSettings
 
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib"}
 SKOPS_SUFFIXES = {".skops"}
-
-# numpy dtype kind/size → Open Inference Protocol datatype
-_DATATYPES = {
-    ("b", 1): "BOOL",
-    ("i", 1): "INT8", ("i", 2): "INT16", ("i", 4): "INT32", ("i", 8): "INT64",
-    ("u", 1): "UINT8", ("u", 2): "UINT16", ("u", 4): "UINT32", ("u", 8): "UINT64",
-    ("f", 2): "FP16", ("f", 4): "FP32", ("f", 8): "FP64",
-}
-
-
-def datatype_of(array: np.ndarray) -> str:
-    return _DATATYPES.get((array.dtype.kind, array.dtype.itemsize), "BYTES")
 
 
 @dataclass(frozen=True)

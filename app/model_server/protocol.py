@@ -15,17 +15,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from model_server.datatypes import BYTES, NUMERIC_DTYPES, datatype_of
 from model_server.errors import BadRequest
-from model_server.model import Model, datatype_of, validate_rows
+from model_server.model import Model, validate_rows
 
 BINARY_HEADER = "inference-header-content-length"
-
-NUMERIC_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype("?"),
-    "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
-    "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
-    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
-}
 # JSON values of these kinds may appear in a tensor of each datatype.
 _JSON_KINDS = {"BOOL": "b", "FP16": "iuf", "FP32": "iuf", "FP64": "iuf"}
 
@@ -185,7 +179,7 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
         array = results[name]
         datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if binary and datatype != "BYTES":
+        if binary and datatype != BYTES:
             raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             binary_parts.append(raw)

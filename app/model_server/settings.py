@@ -30,7 +30,8 @@ class ServerSettings(BaseSettings):
         default_factory=list,
         description="Extra types a skops artifact may contain beyond skops' defaults (never read from the artifact).")
     host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    port: int = Field(8080, ge=0, le=65535,
+                      description="Port to listen on; 0 takes a free one, named in the model_loaded log line.")
     workers: int = Field(
         default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=64,
         description="Worker processes; defaults to the CPUs this process may run on.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 
@@ -12,12 +13,12 @@ import uvloop
 from model_server.app import ModelApp, error_body
 from model_server.batching import Batcher
 from model_server.http import Connection, ServerState
-from model_server.logs import AccessLog, PredictionLog
+from model_server.logs import AccessLog, PredictionLog, log_event
 from model_server.metrics import Metrics
 from model_server.model import Model
 from model_server.settings import ServerSettings
+from model_server.signals import STOP_SIGNALS
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SHUTDOWN_POLL_S = 0.05
 LOG_FLUSH_S = 1.0
 
@@ -102,3 +103,7 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
         access_log.flush()
         prediction_log.close()
         loop.close()
+        # Requests taken in but never answered are otherwise invisible: the shutdown deadline cut
+        # them off, or their clients left. Operators (and the shutdown tests) read them here.
+        log_event("worker_stopped", pid=os.getpid(), requests=state.requests_taken,
+                  unanswered=state.requests_taken - state.requests_answered)

@@ -183,11 +183,11 @@ def test_sigterm_under_load_loses_no_request(image: str) -> None:
 
         # docker stop's default grace period is 10 s: exiting within it is the requirement.
         report = terminate_under_load(address, 8080, lambda: docker("kill", "--signal", "TERM", name), wait_exit,
-                                      grace_s=10)
+                                      lambda: docker("logs", name).stdout, workers=2, grace_s=10)
         lost = {outcome: n for outcome, n in report.outcomes.items() if outcome not in ("ok", "refused")}
         assert lost == {}, report
-        assert report.outcomes["ok"] > 100, report
-        assert report.ready_503_after_s is not None and report.ready_503_after_s < 0.5, report
+        assert report.answered_while_draining > 0, report
+        assert report.ready_503_after_s is not None, report
         assert report.exit_code == 0, docker("logs", name).stdout[-2000:]
         assert report.exited_after_s < 10
     finally:

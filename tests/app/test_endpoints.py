@@ -217,7 +217,66 @@ def test_wrong_method_is_405_with_allow(server: Server) -> None:
     response = server.request("GET", "/v2/models/iris/infer")
     assert "use POST" in error_of(response, 405)
     assert response.headers["allow"] == "POST"
-    assert server.request("DELETE", "/v2/health/ready").headers["allow"] == "GET"
+    response = server.request("DELETE", "/v2/health/ready")
+    assert "use GET or HEAD" in error_of(response, 405)
+    assert response.headers["allow"] == "GET, HEAD"
+    response = server.request("HEAD", "/v2/models/iris/infer")
+    assert (response.status, response.headers["allow"], response.body) == (405, "POST", b"")
+
+
+# -- HEAD: every GET route answers it, with the GET's status and headers and no body --------------------
+
+GET_PATHS = ["/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/iris", "/v2/models/iris/versions/1",
+             "/v2/models/iris/ready", "/v1/models/iris", "/metrics"]
+
+
+def exchange(server: Server, stream: bytes, answers: int) -> bytes:
+    """Send `stream` on one connection and read until `answers` complete answers have arrived."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        connection.sendall(stream)
+        received = b""
+        while True:
+            heads = received.split(b"\r\n\r\n")
+            if len(heads) > answers and received.endswith(b"}"):
+                return received
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+
+
+@pytest.mark.parametrize("path", GET_PATHS)
+def test_a_get_route_answers_head_with_the_gets_headers_and_no_body(server: Server, path: str) -> None:
+    got = server.request("GET", path)
+    head = server.request("HEAD", path)
+    assert head.status == got.status == 200 and head.body == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    if path != "/metrics":  # the metrics body changes from one request to the next
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.body))
+    # On the wire: the HEAD's answer ends with its header section, and the connection stays in step
+    # for the request after it (a body sent for HEAD would be read as the next answer).
+    stream = exchange(server, b"HEAD " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n", answers=2)
+    head_section, after = stream.split(b"\r\n\r\n", 1)
+    assert head_section.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" not in head_section
+    assert after.startswith(b"HTTP/1.1 200 OK\r\n") and after.endswith(b'\r\n\r\n{"live":true}')
+
+
+def test_head_keeps_the_connection_for_the_next_request(server: Server) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("HEAD", "/v2/models/iris")
+        first = connection.getresponse()
+        assert (first.status, first.read()) == (200, b"") and not first.will_close
+        connection.request("GET", "/v2/models/iris")
+        second = connection.getresponse()
+        assert second.status == 200 and json.loads(second.read())["name"] == "iris"
+        assert int(first.headers["content-length"]) == int(second.headers["content-length"])
+    finally:
+        connection.close()
 
 
 def test_unsupported_media_type_is_415(server: Server) -> None:

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from model_server.http import WRITE_BUFFER_HIGH_WATER, render_response
-from tests.support.connection import GET, HeldHandler, ImmediateHandler, connect, in_loop, state
+from model_server.http import WRITE_BUFFER_HIGH_WATER, FlowControl, PauseReason, render_response
+from tests.support.connection import GET, FakeTransport, HeldHandler, ImmediateHandler, connect, in_loop, state
 
 EXPECTING = b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
 
@@ -111,6 +111,22 @@ def test_a_response_is_rendered_exactly() -> None:
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n"
         b"connection: close\r\n\r\n")
     assert render_response(599, b"", "text/plain", None, keep_alive=True).startswith(b"HTTP/1.1 599 Unknown\r\n")
+    assert render_response(200, b'{"a":1}', "application/json", None, keep_alive=True, for_head=True) == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n")
+
+
+def test_an_answer_to_head_has_the_bodys_length_and_no_body_and_the_connection_goes_on() -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(b"HEAD /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
+        handler.answer_next(b'{"live":true}')
+        assert transport.output == b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n"
+        handler.answer_next(b'{"live":true}')
+        assert transport.output.endswith(b"content-length: 13\r\n\r\n" + b'{"live":true}') and transport.answers == 2
+        assert not transport.closed
+
+    in_loop(check)
 
 
 def test_a_request_reaches_the_handler_whole() -> None:
@@ -260,6 +276,19 @@ def test_a_client_that_never_reads_is_aborted_at_the_deadline() -> None:
     asyncio.run(body())
 
 
+def test_requests_arriving_while_the_client_does_not_read_leave_its_write_deadline_running() -> None:
+    """Requests parsed while answers wait (one read can carry thousands) begin no request deadline of
+    their own: that would replace the write deadline, and the client would never be dropped."""
+    async def body() -> None:
+        connection, transport = connect(state(request_timeout_s=0.05), ImmediateHandler())
+        connection.pause_writing()
+        connection.data_received(GET * 3)
+        await asyncio.sleep(0.2)
+        assert transport.aborted and transport.output == b""
+
+    asyncio.run(body())
+
+
 def test_a_client_that_sends_nothing_gets_408() -> None:
     async def body() -> None:
         _, transport = connect(state(request_timeout_s=0.05), HeldHandler())
@@ -325,6 +354,44 @@ def test_at_the_connection_limit_the_longest_idle_connection_makes_room() -> Non
         assert newer_transport.closed and not older_transport.closed
 
     asyncio.run(body())
+
+
+class CountingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+        super().pause_reading()
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+        super().resume_reading()
+
+
+def test_flow_control_reads_again_only_once_every_reason_is_gone() -> None:
+    transport = CountingTransport()
+    flow = FlowControl(transport)  # type: ignore[arg-type]
+    flow.pause(PauseReason.PIPELINED)
+    flow.pause(PauseReason.PIPELINED)  # idempotent
+    flow.pause(PauseReason.CLIENT_NOT_READING)
+    assert transport.calls == ["pause"] and flow.writing_paused
+    flow.resume(PauseReason.REFUSED)  # not a reason it was paused for
+    flow.resume(PauseReason.CLIENT_NOT_READING)
+    assert transport.calls == ["pause"] and not flow.reading and not flow.writing_paused
+    flow.resume(PauseReason.PIPELINED)
+    flow.resume(PauseReason.PIPELINED)
+    assert transport.calls == ["pause", "resume"] and flow.reading and transport.reading
+
+
+def test_flow_control_does_not_resume_a_closing_transport() -> None:
+    transport = CountingTransport()
+    flow = FlowControl(transport)  # type: ignore[arg-type]
+    flow.pause(PauseReason.CLIENT_NOT_READING)
+    transport.close()
+    flow.resume(PauseReason.CLIENT_NOT_READING)
+    assert transport.calls == ["pause"] and not flow.writing_paused
 
 
 @pytest.mark.parametrize(("pipelined", "reading"), [(33, True), (34, False)])

@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,21 +18,38 @@ from tests.support.server import Server, start_server
 
 INFER = b"/v2/models/iris/infer"
 BODY = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}'
+LIVE = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+LIVE_ANSWER_ENDS = b'\r\n\r\n{"live":true}'
+# An answer or a close takes milliseconds; a server that does neither fails the test this soon.
+STALL_S = 5
 
 
-def connect(server: Server, timeout: float = 5) -> socket.socket:
+def connect(server: Server, timeout: float = STALL_S) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
 
 
 def read_until_closed(connection: socket.socket) -> bytes:
+    """What the server sends until it closes the connection: end of stream, or a reset. A server that
+    stops sending and keeps the connection open fails the test at the socket's timeout."""
     received = b""
     while True:
         try:
             chunk = connection.recv(65536)
-        except (ConnectionResetError, TimeoutError):
-            break
+        except ConnectionResetError:
+            return received
+        except TimeoutError:
+            raise AssertionError(f"the connection is still open and silent after {received!r}") from None
         if not chunk:
-            break
+            return received
+        received += chunk
+
+
+def read_live_answer(connection: socket.socket) -> bytes:
+    """Read the answer to LIVE, whole; the connection stays open."""
+    received = b""
+    while not received.endswith(LIVE_ANSWER_ENDS):
+        chunk = connection.recv(65536)
+        assert chunk, f"closed after {received!r}"
         received += chunk
     return received
 
@@ -46,9 +64,9 @@ def test_expect_100_continue_gets_continue_then_the_answer(server: Server) -> No
     with connect(server) as connection:
         connection.sendall(b"POST " + INFER + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(BODY))
-        started = time.monotonic()
+        # Before any byte of the body: had the server waited for it, this would be the 408 at the
+        # shared server's 1 s request deadline instead (a client waits about that long, then sends anyway).
         assert connection.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        assert time.monotonic() - started < 0.5  # not the second a client waits before sending anyway
         connection.sendall(BODY)
         answer = connection.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"predict"' in answer
@@ -148,11 +166,13 @@ def small_server(tmp_path: Path) -> Iterator[Server]:
 
 def test_idle_connections_at_the_limit_make_room_for_a_new_client(small_server: Server) -> None:
     idle = [connect(small_server) for _ in range(4)]
-    time.sleep(0.2)
     try:
+        # An answer on each proves the worker holds it, and makes it idle from then on, oldest first.
+        for connection in idle:
+            connection.sendall(LIVE)
+            read_live_answer(connection)
         assert small_server.request("GET", "/v2/health/live").status == 200
         # The longest-idle connection was closed to make room.
-        idle[0].settimeout(2)
         assert idle[0].recv(1) == b""
     finally:
         for connection in idle:
@@ -161,17 +181,18 @@ def test_idle_connections_at_the_limit_make_room_for_a_new_client(small_server: 
 
 def test_when_every_connection_is_busy_a_new_client_gets_503_not_a_hang(small_server: Server) -> None:
     trickling = [connect(small_server) for _ in range(4)]
-    for connection in trickling:
-        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # headers never finish
-    time.sleep(0.2)
     try:
+        for connection in trickling:
+            # A request, and in the same packet the head of one that never finishes: once the first is
+            # answered, the worker has read both and holds the connection as receiving the second.
+            connection.sendall(LIVE + b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+            read_live_answer(connection)
         with connect(small_server) as newcomer:
-            newcomer.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            newcomer.sendall(LIVE)
             answer = read_until_closed(newcomer)
         assert statuses(answer) == [503] and b"limit of 4 connections" in answer
-        # The trickling clients are cut off at the request deadline, and the worker serves again.
+        # The trickling clients are cut off at the 2 s request deadline, and the worker serves again.
         for connection in trickling:
-            connection.settimeout(5)
             assert statuses(read_until_closed(connection)) == [408]
         assert small_server.request("GET", "/v2/health/live").status == 200
     finally:
@@ -196,21 +217,38 @@ def patient_server(tmp_path: Path) -> Iterator[Server]:
         running.stop()
 
 
+def settled(count: Callable[[], float], deadline_s: float = 10, steady_polls: int = 5) -> float:
+    """Poll `count` until it stops changing (the same over `steady_polls` polls in a row)."""
+    deadline = time.monotonic() + deadline_s
+    readings = [count()]
+    while len(readings) < steady_polls or len(set(readings[-steady_polls:])) > 1:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        readings.append(count())
+    return readings[-1]
+
+
 def test_a_client_that_does_not_read_stops_getting_answers(patient_server: Server) -> None:
     """Pipelined requests for ~4 KB answers each, never read: the worker must stop producing them
     once the client's unread answers fill the buffers, not pile them up in memory."""
-    import threading
-
     requests = 3_000
     before = metrics_requests(patient_server)
+    polls = 0
+
+    def answered_to_greedy() -> float:
+        nonlocal polls
+        polls += 1  # each poll answered before this one counts too
+        return metrics_requests(patient_server) - before - polls
+
     with socket.socket() as greedy:
         greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         greedy.connect(("127.0.0.1", patient_server.port))
         greedy.settimeout(15)
         sender = threading.Thread(target=greedy.sendall, args=(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * requests,))
         sender.start()
-        time.sleep(2)
-        answered = metrics_requests(patient_server) - before - 1
+        # Until the worker stops answering: well within the 20 s it gives a client to read.
+        answered = settled(answered_to_greedy)
         # Answers fit in the kernel's buffers plus the 256 KiB write buffer: far fewer than asked for
         # (without backpressure the worker answers all of them into its memory).
         assert answered < requests / 2, answered
@@ -226,6 +264,25 @@ def test_a_client_that_does_not_read_stops_getting_answers(patient_server: Serve
     assert statuses(b"".join(chunks)) == [200] * requests
 
 
+def worker_holds(connection: socket.socket) -> bool:
+    """Whether the worker still holds its end of `connection`: its socket there is ESTABLISHED
+    (state 01 in /proc/net/tcp). Once the worker lets go, that end is closing (its last answers and
+    a FIN wait in the kernel for the client to read them) or gone (reset): this end cannot tell
+    until it reads, and reading would let the worker go on."""
+    client_ip, client_port = connection.getsockname()
+    server_ip, server_port = connection.getpeername()
+
+    def address(ip: str, port: int) -> str:  # /proc/net/tcp's hex: 127.0.0.1:8080 is 0100007F:1F90
+        return f"{socket.inet_aton(ip)[::-1].hex().upper()}:{port:04X}"
+
+    wanted = (address(server_ip, server_port), address(client_ip, client_port))
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            return fields[3] == "01"
+    return False
+
+
 def test_a_client_that_never_reads_is_dropped_at_the_deadline(small_server: Server) -> None:
     with socket.socket() as stubborn:
         stubborn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
@@ -233,16 +290,12 @@ def test_a_client_that_never_reads_is_dropped_at_the_deadline(small_server: Serv
         stubborn.settimeout(10)
         with contextlib.suppress(OSError):  # already dropped
             stubborn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
-        time.sleep(3.5)  # past the 2 s deadline to read its answers down
-        stubborn.settimeout(5)
-        dropped = False
-        try:
-            while stubborn.recv(1 << 20):
-                pass
-            dropped = True  # the server closed the connection
-        except ConnectionResetError:
-            dropped = True  # ...or reset it with answers unread
-        except TimeoutError:
-            pass  # still open: the server keeps its buffer for a client that never reads
-        assert dropped
+        # Wait, without reading, for the worker to let go of the connection: 2 s after it stopped
+        # answering. A worker that keeps it (and its buffer) for a client that never reads fails here.
+        deadline = time.monotonic() + 30
+        while worker_holds(stubborn):
+            assert time.monotonic() < deadline, "the worker still holds a client that never reads"
+            time.sleep(0.05)
+        stubborn.settimeout(STALL_S)
+        read_until_closed(stubborn)  # what arrived, then the end of the stream or a reset
     assert small_server.request("GET", "/v2/health/live").status == 200

@@ -11,6 +11,8 @@ from tests.support.server import Server
 
 
 def raw_exchange(server: Server, payload: bytes, timeout: float = 5) -> bytes:
+    """Send `payload` and read until the server closes; a server that neither answers nor closes
+    within `timeout` fails the test (the socket's TimeoutError)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as connection:
         connection.sendall(payload)
         received = b""
@@ -26,13 +28,12 @@ def raw_exchange(server: Server, payload: bytes, timeout: float = 5) -> bytes:
 
 
 def test_body_over_the_limit_is_refused_from_the_headers_before_it_is_sent(server: Server) -> None:
-    started = time.monotonic()
-    # Announce 1 GB and send none of it: the answer must come from the headers alone.
+    # Announce 1 GB and send none of it: the answer must come from the headers alone (a server
+    # waiting for the body would answer 408 at the 1 s request deadline instead).
     reply = raw_exchange(server, b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n"
                                  b"Content-Length: 1000000000\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 413 ")
     assert b"over the 65536-byte limit" in reply
-    assert time.monotonic() - started < 2
 
 
 def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
@@ -44,12 +45,13 @@ def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
 
 def test_slow_client_gets_408_and_is_disconnected(server: Server) -> None:
     started = time.monotonic()
-    # Headers promise a body that never comes (the shared server allows 1 s per request).
+    # Headers promise a body that never comes (the shared server allows 1 s per request). A server
+    # that never cuts the client off fails at raw_exchange's 10 s timeout.
     reply = raw_exchange(server, b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{",
                          timeout=10)
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert b"not received within 1 s" in reply
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started >= 0.9  # not before its deadline (timers may fire a tick early)
 
 
 def test_slow_headers_are_cut_off_too(server: Server) -> None:

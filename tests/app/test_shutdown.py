@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.server import APP_DIR, free_port, server_env, start_server, write_model
+from tests.support.server import APP_DIR, server_env, start_server, write_model
 from tests.support.shutdown import terminate_under_load
 
 
@@ -21,14 +21,15 @@ def test_sigterm_under_load_loses_no_request(tmp_path: Path) -> None:
             server.process.kill()
             return None
 
-    report = terminate_under_load(
-        "127.0.0.1", server.port, lambda: server.process.send_signal(signal.SIGTERM), wait_exit)
+    report = terminate_under_load("127.0.0.1", server.port, lambda: server.process.send_signal(signal.SIGTERM),
+                                  wait_exit, server.log, workers=2)
     lost = {outcome: n for outcome, n in report.outcomes.items() if outcome not in ("ok", "refused")}
     assert lost == {}, report
-    assert report.outcomes["ok"] > 100
-    assert report.ready_503_after_s is not None and report.ready_503_after_s < 0.5, report
+    assert report.answered_while_draining > 0, report  # it kept serving through the drain
+    assert report.ready_503_after_s is not None, report  # not ready while it still answered
+    # 0: every worker finished on its own; one the supervisor had to kill (at drain + shutdown
+    # timeout + 5 s) makes it exit 1, and one that hangs past grace_s makes wait_exit give None.
     assert report.exit_code == 0, server.log()
-    assert report.exited_after_s < 1.0 + 5 + 2
 
 
 # A worker as the supervisor forks it, with SIGTERM blocked; the supervisor forwards a SIGTERM
@@ -52,7 +53,7 @@ print("drained", flush=True)
 
 def test_a_stop_signal_pending_when_the_worker_starts_drains_it(tmp_path: Path) -> None:
     model_path, sha256 = write_model(tmp_path)
-    env = server_env(model_path, sha256, free_port(), MODEL_METRICS_DIR=str(tmp_path))
+    env = server_env(model_path, sha256, MODEL_METRICS_DIR=str(tmp_path))  # port 0: nobody connects
     worker = subprocess.run([sys.executable, "-c", WORKER_WITH_PENDING_STOP], env=env, cwd=APP_DIR,
                             capture_output=True, text=True, timeout=30)
     assert (worker.returncode, worker.stdout.splitlines()[-1:]) == (0, ["drained"]), worker.stderr

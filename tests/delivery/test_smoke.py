@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from delivery.smoke import main
-from tests.support.server import Server, free_port, start_server
+from tests.support.server import Server, start_server
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,14 @@ def test_fails_for_the_wrong_model(server: Server, capsys) -> None:  # type: ign
     assert "model metadata: HTTP 404" in capsys.readouterr().err
 
 
-def test_fails_when_nothing_answers_in_time(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main([f"http://127.0.0.1:{free_port()}", "--timeout", "1"]) == 1
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port nothing listens on: bound (so no other process can take it) and never listening."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
+
+
+def test_fails_when_nothing_answers_in_time(closed_port: int, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main([f"http://127.0.0.1:{closed_port}", "--timeout", "1"]) == 1
     assert "not ready within 1 s" in capsys.readouterr().err

@@ -1,4 +1,8 @@
-"""A real model server process on 127.0.0.1, serving a model fitted into a folder of the test's."""
+"""A real model server process on 127.0.0.1, serving a model fitted into a folder of the test's.
+
+The server binds port 0 (MODEL_PORT=0) and its start-up line says which port it got: no port is
+picked in advance, so none can be taken by another process between picking and binding.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +24,7 @@ import joblib
 from train import train
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+STARTUP_S = 30  # loading scikit-learn and the model, on a busy machine
 
 
 def write_model(directory: Path, name: str = "model.pkl") -> tuple[Path, str]:
@@ -74,8 +73,16 @@ class Server:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def abandon(self) -> None:
+        """Stop a server the test gives up on. SIGTERM first: the supervisor takes its workers down
+        with it, which killing it would leave running."""
+        try:
+            self.stop()
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
-def server_env(model_path: Path, sha256: str | None, port: int, **overrides: str) -> dict[str, str]:
+
+def server_env(model_path: Path, sha256: str | None, port: int = 0, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_")}
     env.update({"PYTHONPATH": str(APP_DIR), "MODEL_PATH": str(model_path), "MODEL_NAME": "iris",
                 "MODEL_PORT": str(port), "MODEL_HOST": "127.0.0.1", "MODEL_WORKERS": "1", "MODEL_DRAIN_S": "0.5"})
@@ -85,26 +92,50 @@ def server_env(model_path: Path, sha256: str | None, port: int, **overrides: str
     return env
 
 
+def listening_port(log: str) -> int | None:
+    """The port in the server's start-up line (`"event": "model_loaded"`, `"listen": "host:port"`)."""
+    for line in log.split("\n")[:-1]:  # complete lines only: the last may be still being written
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("event") == "model_loaded":
+                return int(entry["listen"].rsplit(":", 1)[1])
+    return None
+
+
 def start_server(tmp_path: Path, model_path: Path | None = None, sha256: str | None = None,
                  wait: bool = True, **overrides: str) -> Server:
+    """Start a server and return once it listens; with `wait`, once it is ready too. A server that
+    exits before it listens (a refusal to start) raises with `wait`, and has port 0 without."""
     if model_path is None:
         model_path, sha256 = write_model(tmp_path)
-    port = free_port()
-    log_path = tmp_path / f"server-{port}.log"
-    env = server_env(model_path, sha256, port, **overrides)
+    descriptor, name = tempfile.mkstemp(prefix="server-", suffix=".log", dir=tmp_path)
+    os.close(descriptor)
+    log_path = Path(name)
+    env = server_env(model_path, sha256, **overrides)
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "model_server"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=tmp_path)
-    server = Server(process, port, log_path, env)
-    if wait:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
+    server = Server(process, 0, log_path, env)
+    deadline = time.monotonic() + STARTUP_S
+    while (port := listening_port(server.log())) is None:
+        if process.poll() is not None:
+            if wait:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if server.request("GET", "/v2/health/ready", timeout=1).status == 200:
-                    return server
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server not ready within 30 s:\n{server.log()}")
-    return server
+            return server
+        if time.monotonic() > deadline:
+            server.abandon()
+            raise RuntimeError(f"server not listening within {STARTUP_S} s:\n{server.log()}")
+        time.sleep(0.02)
+    server.port = port
+    if not wait:
+        return server
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if server.request("GET", "/v2/health/ready", timeout=1).status == 200:
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.abandon()
+    raise RuntimeError(f"server not ready within {STARTUP_S} s:\n{server.log()}")
