@@ -33,6 +33,8 @@ MODULES = {
     "model_server.batching": ("src/model_server/batching.py", ["tests/app/test_batching.py"]),
     "model_server.http": ("src/model_server/http.py",
                           ["tests/app/test_http_connection.py", "tests/app/test_http_framing.py"]),
+    "model_server.flow_control": ("src/model_server/flow_control.py",
+                                  ["tests/app/test_flow_control.py", "tests/app/test_http_connection.py"]),
     "infra.settings": ("src/infra/settings/*", ["tests/infra/test_settings.py"]),
     "policy.rules": ("src/policy/rules.py", ["tests/policy/test_rules.py"]),
     "review.cost": ("src/review/cost.py", ["tests/infra/test_plan.py"]),

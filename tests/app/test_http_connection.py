@@ -1,6 +1,8 @@
 """The HTTP connection driven in process with bytes and a fake transport (tests/support/connection.py):
 ordering rules a socket test cannot pin down (interim answers, refusals behind pipelined requests,
-answers held while the client does not read), timers and the connection limit."""
+answers held while the client does not read), timers and the connection limit. Past 400 lines,
+on purpose: every in-process rule of the connection's state machine, beside the others it
+interacts with."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import json
 
 import pytest
 
-from model_server.http import WRITE_BUFFER_HIGH_WATER, FlowControl, PauseReason, render_response
-from tests.support.connection import GET, FakeTransport, HeldHandler, ImmediateHandler, connect, in_loop, state
+from model_server.http import WRITE_BUFFER_HIGH_WATER, render_response
+from tests.support.connection import GET, HeldHandler, ImmediateHandler, connect, in_loop, state
 
 EXPECTING = b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
 
@@ -354,44 +356,6 @@ def test_at_the_connection_limit_the_longest_idle_connection_makes_room() -> Non
         assert newer_transport.closed and not older_transport.closed
 
     asyncio.run(body())
-
-
-class CountingTransport(FakeTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def pause_reading(self) -> None:
-        self.calls.append("pause")
-        super().pause_reading()
-
-    def resume_reading(self) -> None:
-        self.calls.append("resume")
-        super().resume_reading()
-
-
-def test_flow_control_reads_again_only_once_every_reason_is_gone() -> None:
-    transport = CountingTransport()
-    flow = FlowControl(transport)  # type: ignore[arg-type]
-    flow.pause(PauseReason.PIPELINED)
-    flow.pause(PauseReason.PIPELINED)  # idempotent
-    flow.pause(PauseReason.CLIENT_NOT_READING)
-    assert transport.calls == ["pause"] and flow.writing_paused
-    flow.resume(PauseReason.REFUSED)  # not a reason it was paused for
-    flow.resume(PauseReason.CLIENT_NOT_READING)
-    assert transport.calls == ["pause"] and not flow.reading and not flow.writing_paused
-    flow.resume(PauseReason.PIPELINED)
-    flow.resume(PauseReason.PIPELINED)
-    assert transport.calls == ["pause", "resume"] and flow.reading and transport.reading
-
-
-def test_flow_control_does_not_resume_a_closing_transport() -> None:
-    transport = CountingTransport()
-    flow = FlowControl(transport)  # type: ignore[arg-type]
-    flow.pause(PauseReason.CLIENT_NOT_READING)
-    transport.close()
-    flow.resume(PauseReason.CLIENT_NOT_READING)
-    assert transport.calls == ["pause"] and not flow.writing_paused
 
 
 @pytest.mark.parametrize(("pipelined", "reading"), [(33, True), (34, False)])
