@@ -377,3 +377,125 @@ def test_the_estimate_as_json_rounds_its_totals_to_cents() -> None:
     assert as_json["items"][0] == {"item": "EKS control plane", "minimum": 73.0, "maximum": 73.0,
                                    "basis": "1 cluster x $0.1/h (standard support)"}
     assert len(as_json["items"]) == len(result.items)
+
+
+# -- the estimate as a reviewer reads it in `make plan`: text and markdown, word for word -----------------
+
+def test_money_shows_whole_dollars_from_10_and_cents_below() -> None:
+    assert [cost.money(value) for value in (0, 0.014, 9.994, 10, 10.5, 1234.56, 6446.9)] == [
+        "$0.00", "$0.01", "$9.99", "$10", "$10", "$1,235", "$6,447"]
+
+
+COST_TEXT_DEV = [
+    "Estimated monthly cost (us-east-1, prices as of 2026-11-28): $211 .. $1,137",
+    "  EKS control plane                    $73 ..       $73   1 cluster x $0.1/h (standard support)",
+    "  EC2: pool cpu (spot)                 $58 ..      $123   2..4 x m7i.large/m6i.large at $0.04..$0.042/h",
+    "  EC2: pool gpu (on-demand)          $0.00 ..      $734   0..1 x g5.xlarge at $1.006..$1.006/h",
+    "  EBS: node root volumes (gp3)       $8.00 ..       $20   100..250 GB x $0.08/GB-month",
+    "  NAT gateways                         $33 ..       $33   1 x $0.045/h, plus per-GB processing (excluded)",
+    "  Public IPv4 addresses                $11 ..       $11   1 NAT + 2 load balancer addresses x $0.005/h",
+    "  Application load balancer            $16 ..       $16   1 x $0.0225/h",
+    "  Load balancer capacity units       $5.84 ..       $58   1..10 LCU x $0.008/h",
+    "  EFS storage                        $0.30 ..       $15   1..50 GB x $0.3/GB-month",
+    "  KMS keys                           $1.00 ..     $1.00   1 x $1.0/month",
+    "  Control-plane log ingestion        $2.50 ..       $25   5..50 GB x $0.5/GB ingested",
+    "  EBS: Prometheus volume (gp3)       $0.80 ..     $0.80   10 GB x $0.08/GB-month",
+    "  Container log ingestion            $1.00 ..       $25   2..50 GB x $0.5/GB ingested",
+    "  Container log storage              $0.01 ..     $0.35   2..50 GB a month kept 7 days x $0.03/GB-month",
+    "  S3: load balancer access logs      $0.02 ..     $1.15   1..50 GB x $0.023/GB-month",
+    "  SNS alert emails                   $0.00 ..     $0.00   first 1,000 emails a month free; then $2 per 100,000",
+    "  minimum: node pools at minSize (GPU pools at 0); maximum: every pool at maxSize",
+]
+COST_MARKDOWN_DEV = [
+    "**Estimated monthly cost**: $211 to $1,137 (us-east-1, prices as of 2026-11-28)",
+    "",
+    "| Item | Minimum | Maximum | Basis |",
+    "| --- | ---: | ---: | --- |",
+    "| EKS control plane | $73 | $73 | 1 cluster x $0.1/h (standard support) |",
+    "| EC2: pool cpu (spot) | $58 | $123 | 2..4 x m7i.large/m6i.large at $0.04..$0.042/h |",
+    "| EC2: pool gpu (on-demand) | $0.00 | $734 | 0..1 x g5.xlarge at $1.006..$1.006/h |",
+    "| EBS: node root volumes (gp3) | $8.00 | $20 | 100..250 GB x $0.08/GB-month |",
+    "| NAT gateways | $33 | $33 | 1 x $0.045/h, plus per-GB processing (excluded) |",
+    "| Public IPv4 addresses | $11 | $11 | 1 NAT + 2 load balancer addresses x $0.005/h |",
+    "| Application load balancer | $16 | $16 | 1 x $0.0225/h |",
+    "| Load balancer capacity units | $5.84 | $58 | 1..10 LCU x $0.008/h |",
+    "| EFS storage | $0.30 | $15 | 1..50 GB x $0.3/GB-month |",
+    "| KMS keys | $1.00 | $1.00 | 1 x $1.0/month |",
+    "| Control-plane log ingestion | $2.50 | $25 | 5..50 GB x $0.5/GB ingested |",
+    "| EBS: Prometheus volume (gp3) | $0.80 | $0.80 | 10 GB x $0.08/GB-month |",
+    "| Container log ingestion | $1.00 | $25 | 2..50 GB x $0.5/GB ingested |",
+    "| Container log storage | $0.01 | $0.35 | 2..50 GB a month kept 7 days x $0.03/GB-month |",
+    "| S3: load balancer access logs | $0.02 | $1.15 | 1..50 GB x $0.023/GB-month |",
+    "| SNS alert emails | $0.00 | $0.00 | first 1,000 emails a month free; then $2 per 100,000 |",
+    "| **Total** | **$211** | **$1,137** | |",
+    "",
+    "Minimum: node pools at minSize (GPU pools at zero). Maximum: every pool at maxSize.",
+]
+COST_TEXT_PROD = [
+    "Estimated monthly cost (eu-west-1, prices as of 2026-11-28): $754 .. $6,447",
+    "  EKS control plane                         $73 ..       $73   1 cluster x $0.1/h (standard support)",
+    "  EC2: pool cpu (on-demand)                $492 ..    $1,969   3..12 x m7i.xlarge at $0.2248..$0.2248/h",
+    "  EC2: pool gpu (on-demand)               $0.00 ..    $3,951   0..4 x g5.2xlarge at $1.353..$1.353/h",
+    "  EBS: node root volumes (gp3)              $13 ..       $88   150..1000 GB x $0.088/GB-month",
+    "  NAT gateways                             $105 ..      $105   3 x $0.048/h, plus per-GB processing (excluded)",
+    "  Public IPv4 addresses                     $22 ..       $22   3 NAT + 3 load balancer addresses x $0.005/h",
+    "  Application load balancer                 $18 ..       $18   1 x $0.0252/h",
+    "  Load balancer capacity units            $5.84 ..       $58   1..10 LCU x $0.008/h",
+    "  EFS storage                             $0.33 ..       $16   1..50 GB x $0.33/GB-month",
+    "  KMS keys                                $1.00 ..     $1.00   1 x $1.0/month",
+    "  Control-plane log ingestion             $2.85 ..       $28   5..50 GB x $0.57/GB ingested",
+    "  ACM public certificate                  $0.00 ..     $0.00   1 x free",
+    "  Route 53 records                        $0.00 ..     $0.00   alias queries to the load balancer"
+    " are free; other queries negligible ($0.40/million)",
+    "  AWS WAF web ACL and rules               $9.00 ..     $9.00   $5.0/month + 4 rules x $1.0/month",
+    "  AWS WAF requests                        $0.60 ..       $60   1..100 million requests x $0.6/million",
+    "  ECR image scans (Amazon Inspector)      $0.45 ..     $2.70   5..30 pushed images x $0.09",
+    "  ECR rescans (Amazon Inspector)          $0.10 ..     $1.50   10..150 rescans x $0.01",
+    "  EBS: Prometheus volume (gp3)            $8.80 ..     $8.80   100 GB x $0.088/GB-month",
+    "  Container log ingestion                 $1.14 ..       $28   2..50 GB x $0.57/GB ingested",
+    "  Container log storage                   $0.18 ..     $4.50   2..50 GB a month kept 90 days x $0.03/GB-month",
+    "  S3: load balancer access logs           $0.02 ..     $1.15   1..50 GB x $0.023/GB-month",
+    "  SNS alert emails                        $0.00 ..     $0.00   first 1,000 emails a month free;"
+    " then $2 per 100,000",
+    "  minimum: node pools at minSize (GPU pools at 0); maximum: every pool at maxSize",
+]
+COST_MARKDOWN_PROD = [
+    "**Estimated monthly cost**: $754 to $6,447 (eu-west-1, prices as of 2026-11-28)",
+    "",
+    "| Item | Minimum | Maximum | Basis |",
+    "| --- | ---: | ---: | --- |",
+    "| EKS control plane | $73 | $73 | 1 cluster x $0.1/h (standard support) |",
+    "| EC2: pool cpu (on-demand) | $492 | $1,969 | 3..12 x m7i.xlarge at $0.2248..$0.2248/h |",
+    "| EC2: pool gpu (on-demand) | $0.00 | $3,951 | 0..4 x g5.2xlarge at $1.353..$1.353/h |",
+    "| EBS: node root volumes (gp3) | $13 | $88 | 150..1000 GB x $0.088/GB-month |",
+    "| NAT gateways | $105 | $105 | 3 x $0.048/h, plus per-GB processing (excluded) |",
+    "| Public IPv4 addresses | $22 | $22 | 3 NAT + 3 load balancer addresses x $0.005/h |",
+    "| Application load balancer | $18 | $18 | 1 x $0.0252/h |",
+    "| Load balancer capacity units | $5.84 | $58 | 1..10 LCU x $0.008/h |",
+    "| EFS storage | $0.33 | $16 | 1..50 GB x $0.33/GB-month |",
+    "| KMS keys | $1.00 | $1.00 | 1 x $1.0/month |",
+    "| Control-plane log ingestion | $2.85 | $28 | 5..50 GB x $0.57/GB ingested |",
+    "| ACM public certificate | $0.00 | $0.00 | 1 x free |",
+    "| Route 53 records | $0.00 | $0.00 | alias queries to the load balancer are free; other queries"
+    " negligible ($0.40/million) |",
+    "| AWS WAF web ACL and rules | $9.00 | $9.00 | $5.0/month + 4 rules x $1.0/month |",
+    "| AWS WAF requests | $0.60 | $60 | 1..100 million requests x $0.6/million |",
+    "| ECR image scans (Amazon Inspector) | $0.45 | $2.70 | 5..30 pushed images x $0.09 |",
+    "| ECR rescans (Amazon Inspector) | $0.10 | $1.50 | 10..150 rescans x $0.01 |",
+    "| EBS: Prometheus volume (gp3) | $8.80 | $8.80 | 100 GB x $0.088/GB-month |",
+    "| Container log ingestion | $1.14 | $28 | 2..50 GB x $0.57/GB ingested |",
+    "| Container log storage | $0.18 | $4.50 | 2..50 GB a month kept 90 days x $0.03/GB-month |",
+    "| S3: load balancer access logs | $0.02 | $1.15 | 1..50 GB x $0.023/GB-month |",
+    "| SNS alert emails | $0.00 | $0.00 | first 1,000 emails a month free; then $2 per 100,000 |",
+    "| **Total** | **$754** | **$6,447** | |",
+    "",
+    "Minimum: node pools at minSize (GPU pools at zero). Maximum: every pool at maxSize.",
+]
+
+
+@pytest.mark.parametrize(("stack", "text", "markdown"), [
+    ("dev", COST_TEXT_DEV, COST_MARKDOWN_DEV), ("prod", COST_TEXT_PROD, COST_MARKDOWN_PROD)])
+def test_the_estimate_as_text_and_markdown_word_for_word(stack: str, text: list[str], markdown: list[str]) -> None:
+    result = estimate(synthesized(stack))
+    assert cost.cost_text(result) == "\n".join(text)
+    assert cost.cost_markdown(result) == "\n".join(markdown)
