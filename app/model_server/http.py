@@ -311,9 +311,15 @@ class Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         if not keep_alive:
             self.close()
-        elif self.flow.writing_paused:
-            return  # the write deadline runs until the client reads (resume_writing goes on)
-        elif self.queue:
+        elif not self.flow.writing_paused:  # else the write deadline runs until the client reads
+            self._move_on()
+
+    def _move_on(self) -> None:
+        """After an answer has gone out (or the client has read it): the next request, the refusal
+        owed behind it, the deadline of the request arriving (and its 100 Continue), or the
+        keep-alive wait."""
+        assert self.transport is not None
+        if self.queue:
             self._next()
         elif self._refusal is not None:
             self.transport.write(self._refusal)
@@ -338,11 +344,10 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.closing:
             return
         self._disarm()
-        self._next()
-        if self.idle:
-            self._arm(self.state.keepalive_timeout_s, self.close)
-        elif not self.busy and self._in_message:
-            self._arm(self.state.request_timeout_s, self._timed_out)
+        # Whatever an answer would have moved on to while the client was not reading: a refusal owed
+        # behind the answers, or the 100 Continue of the request arriving, go out now.
+        if not self.busy:
+            self._move_on()
 
     def _fail(self, status: int, message: str) -> None:
         """A request we cannot parse or accept: answer it, after the requests before it, and drop

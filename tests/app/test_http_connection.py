@@ -89,6 +89,40 @@ def test_answers_wait_while_the_client_does_not_read() -> None:
     in_loop(check)
 
 
+def test_a_refusal_behind_an_answer_goes_out_once_the_client_reads_again() -> None:
+    """The 413 owed behind a GET is sent when the client reads the GET's answer, even if it had
+    stopped reading before that answer went out (it was lost, and the connection left open)."""
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(GET + b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        connection.pause_writing()
+        handler.answer_next(b'{"live":true}')
+        assert transport.output.count(b"HTTP/1.1 ") == 1
+        connection.resume_writing()
+        assert transport.output.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 413 " in transport.output
+        assert transport.is_closing()
+
+    in_loop(check)
+
+
+def test_a_100_continue_owed_goes_out_once_the_client_reads_again() -> None:
+    """The interim answer of the request arriving waits for the answer before it; if the client
+    stopped reading meanwhile, it goes out when it reads again (it was never sent, and the client
+    waited for its 408)."""
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(GET + EXPECTING)
+        connection.pause_writing()
+        handler.answer_next(b'{"live":true}')
+        assert not transport.output.endswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        connection.resume_writing()
+        assert transport.output.endswith(b'{"live":true}HTTP/1.1 100 Continue\r\n\r\n')
+
+    in_loop(check)
+
+
 def test_many_queued_requests_answered_at_once_do_not_recurse() -> None:
     """Requests queue while the client does not read; once it does, a handler that answers inside
     handle() used to recurse once per queued request (RecursionError past about 1,000)."""
@@ -201,10 +235,12 @@ def test_an_upgrade_request_is_answered_as_plain_http_and_the_connection_closes(
 def test_a_request_to_switch_protocols_on_an_idle_connection_is_answered_before_it_closes(switching: bytes) -> None:
     def check() -> None:
         handler = HeldHandler()
-        connection, transport = connect(state(), handler)
+        server_state = state()
+        connection, transport = connect(server_state, handler)
         connection.data_received(switching)
         connection.data_received(GET)  # after the switch the stream is not HTTP/1.1: never read
         assert len(handler.pending) == 1 and not transport.closed
+        assert server_state.requests_taken == 1  # nor taken in (httptools itself would parse on)
         handler.answer_next()
         assert transport.output.startswith(b"HTTP/1.1 200 ") and b"connection: close" in transport.output
         assert transport.closed
@@ -468,5 +504,73 @@ def test_when_the_client_reads_again_the_right_deadline_runs(timeouts: dict[str,
         await asyncio.sleep(0.2)
         assert transport.closed and not transport.aborted
         assert (transport.output.startswith(answer) if answer else transport.output == b"")
+
+    asyncio.run(body())
+
+
+# -- what the worker counts, and what a closed or refused connection still does with bytes ------------------
+
+def test_requests_taken_in_and_answered_are_counted_one_each() -> None:
+    """The worker logs both at its stop, and their difference as the requests it never answered."""
+    def check() -> None:
+        handler = HeldHandler()
+        server_state = state()
+        connection, transport = connect(server_state, handler)
+        connection.data_received(GET * 3)
+        assert (server_state.requests_taken, server_state.requests_answered) == (3, 0)
+        handler.answer_next()
+        handler.answer_next()
+        assert (server_state.requests_taken, server_state.requests_answered) == (3, 2)
+        transport.closed = True  # the client left: the last answer is dropped, and not counted
+        handler.answer_next()
+        assert (server_state.requests_taken, server_state.requests_answered) == (3, 2)
+        assert transport.answers == 2
+
+    in_loop(check)
+
+
+def test_a_refused_request_is_neither_taken_in_nor_counted_answered() -> None:
+    def check() -> None:
+        handler = HeldHandler()
+        server_state = state()
+        connection, transport = connect(server_state, handler)
+        connection.data_received(GET + b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+        handler.answer_next()
+        assert b"HTTP/1.1 413 " in transport.output and transport.closed
+        assert (server_state.requests_taken, server_state.requests_answered) == (1, 1)
+
+    in_loop(check)
+
+
+def test_a_second_limit_behind_a_refusal_does_not_replace_its_answer() -> None:
+    """The parser goes on after a refusal from the headers (417 here) through what the same read holds:
+    a request target over its limit behind it changes nothing; the client gets the first refusal."""
+    def check() -> None:
+        handler = HeldHandler()
+        connection, transport = connect(state(), handler)
+        connection.data_received(GET + b"GET / HTTP/1.1\r\nExpect: nonsense\r\n\r\n"
+                                 + b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+        handler.answer_next()
+        assert transport.answers == 2 and transport.closed
+        assert transport.output.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 417 " in transport.output
+        assert b"HTTP/1.1 414 " not in transport.output
+
+    in_loop(check)
+
+
+def test_a_connection_closed_at_its_keep_alive_timeout_reads_nothing_more() -> None:
+    """Bytes already on their way when the timeout closed it: no request is parsed, so no 100 Continue
+    is written to a closed connection and nothing is taken in."""
+    async def body() -> None:
+        handler = HeldHandler()
+        server_state = state(**QUICK_KEEPALIVE)
+        connection, transport = connect(server_state, handler)
+        connection.data_received(GET)
+        handler.answer_next()
+        await asyncio.sleep(0.2)
+        assert transport.closed
+        connection.data_received(EXPECTING)
+        assert transport.answers == 1 and b"100 Continue" not in transport.output
+        assert handler.pending == [] and server_state.requests_taken == 1
 
     asyncio.run(body())
