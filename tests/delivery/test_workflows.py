@@ -131,12 +131,22 @@ def test_each_deployment_is_gated_serialized_smoke_tested_and_tagged() -> None:
     assert '--model "$MODEL_NAME"' in smoke["run"] and "iris" not in smoke["run"]
 
 
-def test_rollback_redeploys_a_chosen_ref_to_a_chosen_stack() -> None:
+def test_rollback_is_fast_by_default_and_redeploys_a_chosen_ref_on_request() -> None:
     rollback = workflow("rollback.yml")
     inputs = triggers(rollback)["workflow_dispatch"]["inputs"]
     assert inputs["stack"]["options"] == ["dev", "staging", "prod"]
-    assert inputs["ref"]["required"] is True
-    assert rollback["jobs"]["rollback"]["uses"] == "./.github/workflows/deploy-stack.yml"
+    assert inputs["mode"]["options"] == ["fast", "redeploy"] and inputs["mode"]["default"] == "fast"
+    jobs = rollback["jobs"]
+    fast = jobs["fast"]
+    assert fast["if"] == "inputs.mode == 'fast'" and fast["environment"] == "${{ inputs.stack }}"
+    assert '.venv/bin/python -m delivery.rollback "$STACK"' in [step.get("run") for step in fast["steps"]]
+    # Never in the deployment's group: a fast rollback must not wait for the release it stops.
+    assert fast["concurrency"]["group"] != "deploy-${{ inputs.stack }}"
+    # A redeploy without a ref would deploy the branch's head: the ref job refuses it first.
+    assert jobs["ref"]["if"] == "inputs.mode == 'redeploy'" and 'if [ -z "$REF" ]' in jobs["ref"]["steps"][0]["run"]
+    assert jobs["redeploy"]["needs"] == "ref"
+    assert jobs["redeploy"]["uses"] == "./.github/workflows/deploy-stack.yml"
+    assert jobs["redeploy"]["with"] == {"stack": "${{ inputs.stack }}", "ref": "${{ inputs.ref }}"}
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "preview.yml", "preview-comment.yml", "deploy.yml", "rollback.yml",
