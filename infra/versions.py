@@ -75,7 +75,14 @@ HELM_CHARTS: dict[str, HelmChart] = {
         "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"),
     "dcgm-exporter": HelmChart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts"),
     "aws-for-fluent-bit": HelmChart("aws-for-fluent-bit", "0.2.0", "https://aws.github.io/eks-charts"),
+    # Release control (infra/platform/argo_rollouts.py) and traffic-driven scaling (infra/platform/keda.py).
+    "argo-rollouts": HelmChart("argo-rollouts", "2.41.0", "https://argoproj.github.io/argo-helm"),
+    "keda": HelmChart("keda", "2.20.2", "https://kedacore.github.io/charts"),
 }
+
+# The chart argo-rollouts 2.41.0 ships app v1.9.0; v1.9.1 fixes CVE-2026-35469
+# (https://github.com/argoproj/argo-rollouts/releases/tag/v1.9.1).
+ARGO_ROLLOUTS_IMAGE_TAG = "v1.9.1"
 
 # Images the program runs without a chart. The NVIDIA device plugin is one DaemonSet: its chart
 # (nvidia-device-plugin 0.20.0) also renders a privileged MPS control daemon with no switch to

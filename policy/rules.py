@@ -32,7 +32,11 @@ MODEL_NAMESPACE = "model-serving"
 # Everything that runs pods, whether the program declares it or a helm.v4.Chart renders it
 # (`pulumi preview` shows a chart's objects as resources of these types).
 WORKLOAD_TYPES = {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:DaemonSet", "kubernetes:apps/v1:StatefulSet",
-                  "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"}
+                  "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob",
+                  # Argo Rollouts' workload: its pod template sits where a Deployment's does.
+                  "kubernetes:argoproj.io/v1alpha1:Rollout"}
+# The kinds that run the model server's pods: a Deployment, or an Argo Rollout releasing canaries.
+MODEL_WORKLOAD_TYPES = ("kubernetes:apps/v1:Deployment", "kubernetes:argoproj.io/v1alpha1:Rollout")
 # Containers allowed to run privileged, as (namespace, workload, container), each with its reason.
 # None is needed today: the NVIDIA device plugin only needs its hostPath socket directory, and the
 # chart's privileged MPS control daemon is not installed (infra/platform/gpu.py).
@@ -220,7 +224,7 @@ RULES: list[Rule] = [
     Rule("nodes-private-imdsv2", "Nodes run in private subnets and require IMDSv2 with one hop",
          of_type("aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate"), nodes_private_and_imdsv2),
     Rule("workload-restricted", "The model workload meets Pod Security Standards restricted, has limits, "
-         "and pins its image by digest", of_type("kubernetes:apps/v1:Deployment"), workload_restricted),
+         "and pins its image by digest", of_type(*MODEL_WORKLOAD_TYPES), workload_restricted),
     Rule("containers-request-resources", "Every container, the program's or a chart's, requests CPU and memory",
          lambda type_: type_ in WORKLOAD_TYPES, containers_request_resources),
     Rule("no-unlisted-privileged-containers", "No privileged container outside the commented allow-list",

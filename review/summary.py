@@ -13,6 +13,29 @@ from review.records import ResourceRecord, Synthesis
 from review.rendering import CHART_TYPES, ChartUnavailable, RenderedChart, render
 
 
+def canary_steps(steps: list[dict[str, Any]] | None) -> str | None:
+    """A Rollout's canary steps as a reviewer reads them: 10% → wait 120s → 50% → wait 120s → check ... → 100%."""
+    if not steps:
+        return None
+    shown = []
+    for step in steps:
+        if "setWeight" in step:
+            shown.append(f"{step['setWeight']}%")
+        elif "pause" in step:
+            shown.append(f"wait {step['pause'].get('duration', 'for a person')}")
+        elif "analysis" in step:
+            shown.append("check " + ",".join(t["templateName"] for t in step["analysis"]["templates"]))
+    return " → ".join([*shown, "100%"])
+
+
+def analysis_thresholds(metrics: list[dict[str, Any]] | None) -> str | None:
+    """Each metric and when it fails: `error-ratio > 0.01 every 10s`."""
+    if not metrics:
+        return None
+    return "; ".join(f"{m['name']} {m['failureCondition'].rsplit('result[0] ', 1)[-1]} every {m.get('interval')}"
+                     for m in metrics)
+
+
 def _summary_fields(record: ResourceRecord) -> str:
     """The settings a reviewer cares about, per resource type."""
     get = record.get
@@ -40,6 +63,13 @@ def _summary_fields(record: ResourceRecord) -> str:
         "kubernetes:helm.sh/v3:Release": {"chart": get("chart"), "version": get("version")},
         "kubernetes:apps/v1:Deployment": {
             "replicas": get("spec", "replicas"), "image": get("spec", "template", "spec", "containers", 0, "image")},
+        "kubernetes:argoproj.io/v1alpha1:Rollout": {
+            "steps": canary_steps(get("spec", "strategy", "canary", "steps")),
+            "image": get("spec", "template", "spec", "containers", 0, "image")},
+        "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate": {"fails": analysis_thresholds(get("spec", "metrics"))},
+        "kubernetes:keda.sh/v1alpha1:ScaledObject": {
+            "replicas": f"{get('spec', 'minReplicaCount')}..{get('spec', 'maxReplicaCount')}",
+            "triggers": ",".join(trigger["name"] for trigger in get("spec", "triggers") or []) or None},
     }.get(record.type, {})
     parts = [f"{key}={value}" for key, value in pick.items() if value is not None]
     if record.options.get("protect"):

@@ -20,6 +20,7 @@ from infra.observability.queries import (
     quantile,
     status_ratio,
 )
+from infra.workload.contract import APP_NAME
 
 RUNBOOK = "https://github.com/model-serving/model-serving/blob/main/docs/runbook.md"
 WINDOW = "5m"
@@ -51,7 +52,7 @@ class Alert:
         }
 
 
-def model_alerts(latency_slo_s: float, queue_wait_slo_s: float) -> list[Alert]:
+def model_alerts(latency_slo_s: float, queue_wait_slo_s: float, workload_kind: str) -> list[Alert]:
     return [
         Alert("ModelEndpointErrorRatioHigh",
               f"{status_ratio('5', WINDOW)} > {ERROR_RATIO}",
@@ -70,9 +71,26 @@ def model_alerts(latency_slo_s: float, queue_wait_slo_s: float) -> list[Alert]:
               "10m", "warning", "A model pod holds more requests in flight than it can batch promptly",
               "Clients send faster than a pod answers; see Requests in flight per pod."),
         Alert("ModelNoReadyReplicas",
-              f"{available_replicas('Deployment')} < 1",
+              f"{available_replicas(workload_kind)} < 1",
               "2m", "critical", "No model pod is ready: the endpoint answers nothing",
-              "The Deployment has had no available replica for 2 minutes."),
+              f"The {workload_kind} has had no available replica for 2 minutes."),
+    ]
+
+
+def release_alerts() -> list[Alert]:
+    """What a canary release tells the on-call engineer (Argo Rollouts' own series)."""
+    return [
+        Alert("ModelReleaseAborted", f'max(rollout_info{{{MODEL},name="{APP_NAME}",phase="Degraded"}}) > 0',
+              "0m", "warning", "A model release was aborted: traffic is back on the previous revision",
+              "The canary failed its analysis or did not become ready; the program still declares it."),
+    ]
+
+
+def scaling_alerts() -> list[Alert]:
+    return [
+        Alert("ModelScalerErrors", f"sum(increase(keda_scaler_detail_errors_total{{{MODEL}}}[10m])) > 0",
+              "10m", "warning", "The model's autoscaler cannot read its traffic triggers",
+              "KEDA's queries fail: the replica count holds at its fallback until they answer again."),
     ]
 
 
@@ -111,9 +129,13 @@ def platform_alerts() -> list[Alert]:
     ]
 
 
-def rule_groups(latency_slo_s: float, queue_wait_slo_s: float) -> list[dict[str, Any]]:
-    return [
-        {"name": "model-endpoint", "rules": [a.rule() for a in model_alerts(latency_slo_s, queue_wait_slo_s)]},
-        {"name": "model-workload", "rules": [a.rule() for a in workload_alerts()]},
+def rule_groups(latency_slo_s: float, queue_wait_slo_s: float, workload_kind: str) -> list[dict[str, Any]]:
+    groups = [
+        {"name": "model-endpoint", "rules": [a.rule() for a in model_alerts(latency_slo_s, queue_wait_slo_s,
+                                                                             workload_kind)]},
+        {"name": "model-workload", "rules": [a.rule() for a in [*workload_alerts(), *scaling_alerts()]]},
         {"name": "platform", "rules": [a.rule() for a in platform_alerts()]},
     ]
+    if workload_kind == "Rollout":
+        groups.append({"name": "model-release", "rules": [a.rule() for a in release_alerts()]})
+    return groups

@@ -39,40 +39,42 @@ def latency(histogram: str, selector: str) -> tuple[tuple[str, str], ...]:
     return tuple((f"p{int(q * 100)}", quantile(q, histogram, selector, RATE)) for q in (0.5, 0.9, 0.99))
 
 
-PANELS = (
-    Panel("Requests per second by status", "reqps", (
-        ("{{status}}", f"sum by (status) (rate({REQUESTS}{{{INFERENCE}}}[{RATE}]))"),)),
-    Panel("Errors (5xx) as a share of requests", "percentunit", (
-        ("5xx", status_ratio("5", RATE)),
-        ("4xx", status_ratio("4", RATE)))),
-    Panel("Inference latency", "s", latency(REQUEST_DURATION, INFERENCE)),
-    Panel("Queue wait before a batch", "s", latency(QUEUE_WAIT, MODEL)),
-    Panel("Rows per predict call", "short", (
-        ("mean", f"sum(rate({BATCH_ROWS}_sum{{{MODEL}}}[{RATE}]))"
-                 f" / sum(rate({BATCH_ROWS}_count{{{MODEL}}}[{RATE}]))"),)),
-    Panel("Requests in flight per pod", "short", (
-        ("{{pod}}", f"sum by (pod) ({INFLIGHT}{{{MODEL}}})"),)),
-    Panel("Replicas", "short", (
-        ("available", available_replicas("Deployment")),
-        ("desired by the autoscaler", f"kube_horizontalpodautoscaler_status_desired_replicas{{{MODEL}}}"),
-        ("maximum", f"kube_horizontalpodautoscaler_spec_max_replicas{{{MODEL}}}"))),
-    Panel("CPU per pod (cores)", "short", (
-        ("{{pod}}", f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{MODEL},container="{APP_NAME}"}}'
-                    f"[{RATE}]))"),)),
-    Panel("Memory per pod (working set)", "bytes", (
-        ("{{pod}}", f'sum by (pod) (container_memory_working_set_bytes{{{MODEL},container="{APP_NAME}"}})'),)),
-    # dcgm-exporter's own namespace and pod labels become exported_* beside the target's.
-    Panel("GPU utilisation", "percent", (
-        ("{{exported_pod}}", f'avg by (exported_pod) (DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{NAMESPACE}"}})'),),
-        gpu_only=True),
-    Panel("GPU memory used", "decmbytes", (
-        ("{{exported_pod}}", f'sum by (exported_pod) (DCGM_FI_DEV_FB_USED{{exported_namespace="{NAMESPACE}"}})'),),
-        gpu_only=True),
-)
+def panels(workload_kind: str) -> tuple[Panel, ...]:
+    """The dashboard's panels; replicas come from the series of the kind of controller running the pods."""
+    return (
+        Panel("Requests per second by status", "reqps", (
+            ("{{status}}", f"sum by (status) (rate({REQUESTS}{{{INFERENCE}}}[{RATE}]))"),)),
+        Panel("Errors (5xx) as a share of requests", "percentunit", (
+            ("5xx", status_ratio("5", RATE)),
+            ("4xx", status_ratio("4", RATE)))),
+        Panel("Inference latency", "s", latency(REQUEST_DURATION, INFERENCE)),
+        Panel("Queue wait before a batch", "s", latency(QUEUE_WAIT, MODEL)),
+        Panel("Rows per predict call", "short", (
+            ("mean", f"sum(rate({BATCH_ROWS}_sum{{{MODEL}}}[{RATE}]))"
+                     f" / sum(rate({BATCH_ROWS}_count{{{MODEL}}}[{RATE}]))"),)),
+        Panel("Requests in flight per pod", "short", (
+            ("{{pod}}", f"sum by (pod) ({INFLIGHT}{{{MODEL}}})"),)),
+        Panel("Replicas", "short", (
+            ("available", available_replicas(workload_kind)),
+            ("desired by the autoscaler", f"kube_horizontalpodautoscaler_status_desired_replicas{{{MODEL}}}"),
+            ("maximum", f"kube_horizontalpodautoscaler_spec_max_replicas{{{MODEL}}}"))),
+        Panel("CPU per pod (cores)", "short", (
+            ("{{pod}}", f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{MODEL},container="{APP_NAME}"}}'
+                        f"[{RATE}]))"),)),
+        Panel("Memory per pod (working set)", "bytes", (
+            ("{{pod}}", f'sum by (pod) (container_memory_working_set_bytes{{{MODEL},container="{APP_NAME}"}})'),)),
+        # dcgm-exporter's own namespace and pod labels become exported_* beside the target's.
+        Panel("GPU utilisation", "percent", (
+            ("{{exported_pod}}", f'avg by (exported_pod) (DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{NAMESPACE}"}})'),),
+            gpu_only=True),
+        Panel("GPU memory used", "decmbytes", (
+            ("{{exported_pod}}", f'sum by (exported_pod) (DCGM_FI_DEV_FB_USED{{exported_namespace="{NAMESPACE}"}})'),),
+            gpu_only=True),
+    )
 
 
-def dashboard(with_gpu: bool) -> dict[str, object]:
-    panels = [panel for panel in PANELS if with_gpu or not panel.gpu_only]
+def dashboard(with_gpu: bool, workload_kind: str) -> dict[str, object]:
+    shown = [panel for panel in panels(workload_kind) if with_gpu or not panel.gpu_only]
     return {
         "uid": DASHBOARD_UID,
         "title": "Model serving",
@@ -91,9 +93,9 @@ def dashboard(with_gpu: bool) -> dict[str, object]:
             "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
             "targets": [{"refId": chr(ord("A") + index), "datasource": DATASOURCE, "expr": expr,
                          "legendFormat": legend} for index, (legend, expr) in enumerate(panel.queries)],
-        } for number, panel in enumerate(panels, start=1)],
+        } for number, panel in enumerate(shown, start=1)],
     }
 
 
-def dashboard_json(with_gpu: bool) -> str:
-    return json.dumps(dashboard(with_gpu), indent=2, sort_keys=True)
+def dashboard_json(with_gpu: bool, workload_kind: str) -> str:
+    return json.dumps(dashboard(with_gpu, workload_kind), indent=2, sort_keys=True)

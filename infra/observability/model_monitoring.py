@@ -1,7 +1,7 @@
-"""What Prometheus and Grafana know about this stack: the model server's PodMonitor, a
-ServiceMonitor for the cluster autoscaler, the alert rules (a PrometheusRule) and the
-model-serving dashboard (a ConfigMap the Grafana sidecar provisions). Created after the
-metrics stack: the custom resources need its CRDs."""
+"""What Prometheus and Grafana know about this stack: the model server's PodMonitor,
+ServiceMonitors for the cluster autoscaler, Argo Rollouts and KEDA, the alert rules (a
+PrometheusRule) and the model-serving dashboard (a ConfigMap the Grafana sidecar provisions).
+Created after the metrics stack: the custom resources need its CRDs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from infra.identity import StackIdentity
 from infra.observability.alert_rules import rule_groups
 from infra.observability.alerting import MONITORING_NAMESPACE
 from infra.observability.dashboard import dashboard_json
-from infra.platform import helm
+from infra.platform import argo_rollouts, helm, keda
 from infra.settings import ObservabilitySettings
 from infra.workload.contract import APP_NAME, METRICS_PATH, NAMESPACE, PORT_NAME, pod_labels
 
@@ -25,6 +25,9 @@ SCRAPE_INTERVAL = "15s"
 AUTOSCALER_SERVICE_LABELS = {"app.kubernetes.io/instance": "cluster-autoscaler",
                              "app.kubernetes.io/name": "aws-cluster-autoscaler"}
 AUTOSCALER_METRICS_PORT = "http"
+# The pod label that tells a revision's series apart (Argo Rollouts sets it on every pod it runs),
+# copied onto every series the model's pods export, for canary analysis.
+REVISION_POD_LABEL = "rollouts-pod-template-hash"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the chart's sidecar loads ConfigMaps with this label
 
 
@@ -33,6 +36,7 @@ class ModelMonitoringArgs:
     identity: StackIdentity
     observability: ObservabilitySettings
     has_gpu_pool: bool
+    workload_kind: str  # Deployment or Rollout: which series say how many pods are ready
     wait_for: Sequence[pulumi.Resource] = ()
 
 
@@ -42,6 +46,7 @@ def model_pod_monitor(identity: StackIdentity) -> dict[str, object]:
         "metadata": {"name": APP_NAME, "namespace": NAMESPACE},
         "spec": {
             "selector": {"matchLabels": pod_labels(identity)},
+            "podTargetLabels": [REVISION_POD_LABEL],
             "podMetricsEndpoints": [{
                 "port": PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL,
                 # The server's own `endpoint` label (infer, ready...) must win over the target label
@@ -52,20 +57,37 @@ def model_pod_monitor(identity: StackIdentity) -> dict[str, object]:
     }
 
 
-def autoscaler_service_monitor() -> dict[str, object]:
+def service_monitor(name: str, service_labels: dict[str, str], port: str, honor_labels: bool = False,
+                    ) -> dict[str, object]:
+    endpoint: dict[str, object] = {"port": port, "interval": SCRAPE_INTERVAL}
+    if honor_labels:
+        endpoint["honorLabels"] = True
     return {
         "apiVersion": MONITORING_API, "kind": "ServiceMonitor",
-        "metadata": {"name": "cluster-autoscaler", "namespace": helm.NAMESPACE},
-        "spec": {"selector": {"matchLabels": AUTOSCALER_SERVICE_LABELS},
-                 "endpoints": [{"port": AUTOSCALER_METRICS_PORT, "interval": SCRAPE_INTERVAL}]},
+        "metadata": {"name": name, "namespace": helm.NAMESPACE},
+        "spec": {"selector": {"matchLabels": service_labels}, "endpoints": [endpoint]},
     }
 
 
-def prometheus_rule(observability: ObservabilitySettings) -> dict[str, object]:
+def platform_service_monitors() -> dict[str, dict[str, object]]:
+    """The add-ons' own metrics, by resource-name suffix. Argo's and KEDA's series carry the namespace
+    of the workload they describe: it must win over the target's (kube-system), so honorLabels."""
+    return {
+        "autoscaler-monitor": service_monitor("cluster-autoscaler", AUTOSCALER_SERVICE_LABELS,
+                                              AUTOSCALER_METRICS_PORT),
+        "rollouts-monitor": service_monitor("argo-rollouts", argo_rollouts.METRICS_SERVICE_LABELS,
+                                            argo_rollouts.METRICS_PORT, honor_labels=True),
+        "keda-monitor": service_monitor("keda-operator", keda.OPERATOR_SERVICE_LABELS, keda.METRICS_PORT,
+                                        honor_labels=True),
+    }
+
+
+def prometheus_rule(observability: ObservabilitySettings, workload_kind: str) -> dict[str, object]:
     return {
         "apiVersion": MONITORING_API, "kind": "PrometheusRule",
         "metadata": {"name": "model-serving", "namespace": MONITORING_NAMESPACE},
-        "spec": {"groups": rule_groups(observability.latency_slo_ms / 1000, observability.queue_wait_slo_ms / 1000)},
+        "spec": {"groups": rule_groups(observability.latency_slo_ms / 1000, observability.queue_wait_slo_ms / 1000,
+                                       workload_kind)},
     }
 
 
@@ -73,9 +95,8 @@ class ModelMonitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:ModelMonitoring", name, None, opts)
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.wait_for))
-        for suffix, manifest in (("pod-monitor", model_pod_monitor(args.identity)),
-                                 ("autoscaler-monitor", autoscaler_service_monitor()),
-                                 ("alert-rules", prometheus_rule(args.observability))):
+        for suffix, manifest in {"pod-monitor": model_pod_monitor(args.identity), **platform_service_monitors(),
+                                 "alert-rules": prometheus_rule(args.observability, args.workload_kind)}.items():
             metadata = manifest["metadata"]
             k8s.apiextensions.CustomResource(
                 f"{name}-{suffix}", api_version=MONITORING_API, kind=str(manifest["kind"]),
@@ -84,6 +105,6 @@ class ModelMonitoring(pulumi.ComponentResource):
             f"{name}-dashboard",
             metadata={"name": "model-serving-dashboard", "namespace": MONITORING_NAMESPACE,
                       "labels": {GRAFANA_DASHBOARD_LABEL: "1"}},
-            data={"model-serving.json": dashboard_json(with_gpu=args.has_gpu_pool)},
+            data={"model-serving.json": dashboard_json(with_gpu=args.has_gpu_pool, workload_kind=args.workload_kind)},
             opts=after)
         self.register_outputs({})

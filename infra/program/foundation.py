@@ -31,6 +31,8 @@ class ClusterRef:
     on_cluster: pulumi.ResourceOptions
     # Node groups and the add-ons that run on them: what has to exist before pods can.
     nodes_ready: tuple[pulumi.Resource, ...]
+    # For tooling that talks to the cluster during `pulumi up` (the release wait); a secret.
+    kubeconfig: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -75,5 +77,5 @@ def build(settings: StackSettings) -> Foundation:
             system_pool=settings.system_pool, has_gpu_pool=settings.has_gpu_pool, aws_provider=aws_provider,
             on_aws=on_aws,
             on_cluster=pulumi.ResourceOptions(providers=[aws_provider, cluster.kubernetes_provider]),
-            nodes_ready=(*node_groups.values(), core_addons)),
+            nodes_ready=(*node_groups.values(), core_addons), kubeconfig=cluster.kubeconfig),
         network=network, endpoint=cluster.endpoint, kubeconfig=cluster.kubeconfig, node_groups=node_groups)

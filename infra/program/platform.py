@@ -1,5 +1,6 @@
 """The platform inside the cluster: the ingress controller (the AWS Load Balancer Controller), the
-cluster autoscaler, metrics-server, the NVIDIA device plugin (with a GPU pool) and storage."""
+cluster autoscaler, metrics-server, release control (Argo Rollouts), traffic-driven scaling (KEDA),
+the NVIDIA device plugin (with a GPU pool) and storage."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from dataclasses import dataclass
 
 import pulumi
 
+from infra.platform.argo_rollouts import ArgoRollouts, ArgoRolloutsArgs
 from infra.platform.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.platform.gpu import GpuSupport, GpuSupportArgs
+from infra.platform.keda import Keda, KedaArgs
 from infra.platform.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.platform.metrics_server import MetricsServer, MetricsServerArgs
 from infra.platform.storage import Storage, StorageArgs
@@ -25,6 +28,8 @@ class Platform:
     shared_storage_class: str
     # A volume of the shared storage class can be mounted once these exist.
     shared_storage_ready: tuple[pulumi.Resource, ...]
+    # The workload's Rollout, AnalysisTemplates and ScaledObject need these controllers' CRDs and webhooks.
+    release_control_ready: tuple[pulumi.Resource, ...]
 
 
 def build(settings: StackSettings, foundation: Foundation) -> Platform:
@@ -39,6 +44,10 @@ def build(settings: StackSettings, foundation: Foundation) -> Platform:
         cluster_name=cluster.name, account_id=cluster.account_id, wait_for=webhooks_ready), opts=cluster.on_cluster)
     MetricsServer("metrics", MetricsServerArgs(system_pool=cluster.system_pool, wait_for=webhooks_ready),
                   opts=cluster.on_cluster)
+    release_control = ArgoRollouts("rollouts", ArgoRolloutsArgs(
+        identity=identity, system_pool=cluster.system_pool, cluster_name=cluster.name, wait_for=webhooks_ready),
+        opts=cluster.on_cluster)
+    keda = Keda("keda", KedaArgs(system_pool=cluster.system_pool, wait_for=webhooks_ready), opts=cluster.on_cluster)
     if cluster.has_gpu_pool:
         GpuSupport("gpu", GpuSupportArgs(wait_for=cluster.nodes_ready), opts=cluster.on_cluster)
     storage = Storage("storage", StorageArgs(
@@ -47,4 +56,5 @@ def build(settings: StackSettings, foundation: Foundation) -> Platform:
         private_subnet_ids=foundation.network.private_subnet_ids_per_zone), opts=cluster.on_cluster)
     return Platform(ingress_class=ingress.ingress_class, webhooks_ready=webhooks_ready,
                     shared_storage_class=storage.shared_storage_class,
-                    shared_storage_ready=tuple(storage.mount_targets))
+                    shared_storage_ready=tuple(storage.mount_targets),
+                    release_control_ready=(release_control.chart, keda.chart))

@@ -38,12 +38,14 @@ def build(settings: StackSettings, app: AppArtifact, foundation: Foundation, pla
     front_door = FrontDoor("front-door", FrontDoorArgs(identity=identity, endpoint=model,
                                                        provider=cluster.aws_provider), opts=cluster.on_aws)
     model_service = ModelService("model", ModelServiceArgs(
-        identity=identity, model=model, retain_data_on_destroy=settings.retain_data_on_destroy,
+        identity=identity, model=model, observability=settings.observability,
+        retain_data_on_destroy=settings.retain_data_on_destroy, kubeconfig=cluster.kubeconfig,
         image_ref=image.image_ref, model_sha256=app.model_sha256, vpc_cidr=foundation.network.vpc_cidr,
         shared_storage_class=platform.shared_storage_class, ingress_class=platform.ingress_class,
         certificate_arn=front_door.certificate_arn, web_acl_arn=front_door.web_acl_arn,
         access_log_bucket=observability.access_log_bucket,
-        wait_for=[*platform.webhooks_ready, *platform.shared_storage_ready]), opts=cluster.on_cluster)
+        wait_for=[*platform.webhooks_ready, *platform.shared_storage_ready, *platform.release_control_ready]),
+        opts=cluster.on_cluster)
     if model.domain is not None and front_door.zone_id is not None:
         DnsName("dns", DnsNameArgs(domain=model.domain, zone_id=front_door.zone_id,
                                    load_balancer_hostname=model_service.load_balancer_hostname,

@@ -21,11 +21,30 @@ from infra.settings.loading import (
     project_name,
     settings_from_runtime,
 )
-from infra.settings.models import ModelServiceSettings, NodePoolSettings, ObservabilitySettings, StackSettings
+from infra.settings.models import (
+    CanarySettings,
+    ModelServiceSettings,
+    NodePoolSettings,
+    ObservabilitySettings,
+    StackSettings,
+)
 from infra.settings.problems import Problem, StackConfigError, problem
 
 __all__ = [
-    "PROJECT_DIR", "PROJECT_FILE", "ModelServiceSettings", "NodePoolSettings", "ObservabilitySettings", "Problem",
-    "StackConfigError", "StackSettings", "cpu_cores", "declared_keys", "load_settings", "memory_bytes", "problem",
-    "project_name", "settings_from_runtime",
+    "PROJECT_DIR",
+    "PROJECT_FILE",
+    "CanarySettings",
+    "ModelServiceSettings",
+    "NodePoolSettings",
+    "ObservabilitySettings",
+    "Problem",
+    "StackConfigError",
+    "StackSettings",
+    "cpu_cores",
+    "declared_keys",
+    "load_settings",
+    "memory_bytes",
+    "problem",
+    "project_name",
+    "settings_from_runtime",
 ]

@@ -146,3 +146,20 @@ def _batch_wait_within_queue_objective(settings: StackSettings) -> Iterator[Prob
                       "ms): with little traffic every request waits the whole window, and the queue-wait alert "
                       "would fire", f"lower it below {observability.queue_wait_slo_ms:g}, or raise "
                       f"observability.queueWaitSloMs above {wait_ms:g}", "modelService.maxBatchWaitMs")
+
+
+@cross_check("model_service", "observability")
+def _canary_is_judged(settings: StackSettings) -> Iterator[Problem]:
+    # The analysis and the traffic triggers query the in-cluster Prometheus, which observability installs.
+    if settings.model_service.canary.enabled and not settings.observability.enabled:
+        yield problem("canary releases are judged by the in-cluster Prometheus, which observability.enabled: false "
+                      "leaves out", "pulumi config set --path 'modelService.canary.enabled' false, or turn "
+                      "observability back on", "modelService.canary.enabled")
+
+
+@cross_check("environment", "model_service")
+def _prod_keeps_two_pods(settings: StackSettings) -> Iterator[Problem]:
+    model = settings.model_service
+    if settings.environment == "prod" and model.min_replicas < 2:
+        yield problem(f"{model.min_replicas} pod in prod: a node drain or a crash takes the endpoint down",
+                      set_command("modelService.minReplicas", 2), "modelService.minReplicas")

@@ -6,6 +6,7 @@ in checks.py.
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Literal
 
@@ -34,7 +35,7 @@ from infra.settings.fields import (
     cpu_cores,
     memory_bytes,
 )
-from infra.settings.problems import Invalid, Problem, problem
+from infra.settings.problems import Invalid, Problem, problem, set_command
 from infra.workload.contract import HIGHEST_LATENCY_BUCKET_S
 
 # gp3 volumes take 1 to 65,536 GiB (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html).
@@ -121,6 +122,67 @@ class WafSettings(ConfigModel):
         description="Requests one client IP may send in five minutes before WAF blocks it.")
 
 
+class CanaryStep(ConfigModel):
+    """One step of a canary release: the canary's share of traffic, then a pause while it is judged."""
+
+    weight: int = Field(ge=1, le=99, description="Share of requests (%) the canary gets from this step on.")
+    pause_seconds: int = Field(ge=0, le=3600, description="How long it holds that share before the next step.")
+
+
+class CanarySettings(ConfigModel):
+    """Progressive delivery (Argo Rollouts): a new revision takes a growing share of traffic while the
+    in-cluster Prometheus judges it, and is aborted, all traffic back on the stable pods, when it misbehaves."""
+
+    enabled: bool = Field(True, description="Release every new revision as a canary; false: a plain rolling update.")
+    steps: list[CanaryStep] = Field(
+        [CanaryStep.model_validate({"weight": weight, "pauseSeconds": 120}) for weight in (10, 50)],
+        min_length=1, max_length=10,
+        description="Weights (%) and pauses, in order; after the last, the canary takes all traffic.")
+    analysis_interval_seconds: int = Field(
+        10, ge=5, le=300, description="How often the canary is measured, from the first step on.")
+    failure_limit: int = Field(
+        0, ge=0, le=10, description="Failed measurements tolerated before the release is aborted (0: the first).")
+    max_error_ratio: float = Field(
+        0.01, gt=0, lt=1, description="Share of the canary's requests it may answer with a 5xx.")
+    max_refusal_increase: float = Field(
+        0.05, gt=0, lt=1,
+        description="How much larger a share of inference requests the canary may refuse (4xx) than the stable pods.")
+    min_requests: int = Field(
+        100, ge=0, le=1_000_000,
+        description="Inference requests the canary must answer before it is promoted; fewer aborts the release "
+                    "(0 promotes whatever the traffic).")
+    release_timeout_minutes: int = Field(
+        30, ge=5, le=240, description="How long `pulumi up` waits for the release before it fails.")
+    adopt_deployment: bool = Field(
+        False, description="Migration step 1 of a stack deployed before canaries: the Rollout starts beside the "
+                           "Deployment, which keeps serving (README, Migrating to canary releases).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CanarySettings:
+        problems: list[Problem] = []
+        for index, (before, after) in enumerate(zip(self.steps, self.steps[1:], strict=False), start=1):
+            if after.weight <= before.weight:
+                problems.append(problem(
+                    f"weight {after.weight} is not above the previous step's {before.weight}",
+                    f"give each step a larger share than the one before, e.g. pulumi config set --path "
+                    f"'modelService.canary.steps[{index}].weight' {min(99, before.weight + 1)}",
+                    f"steps[{index}].weight"))
+        judged_minutes = self.judged_seconds / 60
+        if self.release_timeout_minutes < judged_minutes + 5:
+            problems.append(problem(
+                f"{self.release_timeout_minutes} minutes is less than the steps' {judged_minutes:g} minutes of pauses "
+                "plus 5 for the pods to start",
+                set_command("modelService.canary.releaseTimeoutMinutes", math.ceil(judged_minutes + 5)),
+                "releaseTimeoutMinutes"))
+        raise_if(problems)
+        return self
+
+    @property
+    def judged_seconds(self) -> int:
+        """How long a canary is judged before it takes all traffic: the sum of its pauses."""
+        return sum(step.pause_seconds for step in self.steps)
+
+
 class ModelServiceSettings(ConfigModel):
     """The model-serving workload: how many replicas, where they run, what each may use."""
 
@@ -132,7 +194,11 @@ class ModelServiceSettings(ConfigModel):
     min_replicas: int = Field(2, ge=1, le=100, description="Fewest pods the autoscaler keeps.")
     max_replicas: int = Field(6, ge=1, le=100, description="Most pods the autoscaler starts.")
     target_cpu_utilization: int = Field(
-        70, ge=10, le=100, description="CPU use (% of request) the autoscaler aims at.")
+        70, ge=10, le=100, description="CPU use (% of request) the autoscaler aims at: a floor under the traffic "
+                                       "triggers.")
+    target_inflight_per_pod: int = Field(
+        16, ge=1, le=1024, description="Requests in flight per pod the autoscaler aims at (its main trigger, with "
+                                       "the queue-wait objective).")
     cpu_request: CpuQuantity = Field("1", description="CPU reserved per pod.")
     cpu_limit: CpuQuantity = Field("1", description="CPU cap per pod; sets the server's workers.")
     memory_request: MemoryQuantity = Field("512Mi", description="Memory reserved per pod.")
@@ -158,6 +224,9 @@ class ModelServiceSettings(ConfigModel):
         ["0.0.0.0/0"], min_length=1,
         description="Source ranges allowed to reach the load balancer (its security group), in CIDR notation.")
     waf: WafSettings = Field(WafSettings(), description="AWS WAF: enabled, requestsPerFiveMinutes.")
+    canary: CanarySettings = Field(
+        CanarySettings(), description="Canary releases: enabled, steps, analysis and its thresholds, the release "
+                                      "timeout.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelServiceSettings:
@@ -210,6 +279,11 @@ class ModelServiceSettings(ConfigModel):
     def tls(self) -> bool:
         """HTTPS, with the program's certificate (domain) or the operator's (certificateArn)."""
         return self.domain is not None or self.certificate_arn is not None
+
+    @property
+    def workload_kind(self) -> str:
+        """The controller that runs the pods: an Argo Rollout releases canaries, a Deployment rolls."""
+        return "Rollout" if self.canary.enabled else "Deployment"
 
     @property
     def workers(self) -> int:

@@ -9,8 +9,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.identity import StackIdentity
-from infra.settings import ModelServiceSettings
-from infra.workload.contract import ACCESS_LOG_PREFIX, NAMESPACE, READY_PATH
+from infra.settings import CanarySettings, ModelServiceSettings
+from infra.workload.contract import ACCESS_LOG_PREFIX, NAMESPACE, PORT_NAME, READY_PATH
+
+# The ALB controller reads the rule's action from the Ingress's annotation for a backend on this port.
+USE_ANNOTATION = "use-annotation"
+# Migration, step 1: a rule no client uses, which sends the root Service to Argo's action so the
+# Rollout is valid (Argo refuses a Rollout whose Ingress has no such rule) while "/" still goes to
+# the Deployment's pods through the Service's own port.
+ADOPTION_PATH = "/.well-known/model-serving/rollout"
 
 # How long the ALB lets requests in flight to a deregistered pod finish (the pod's shutdown, pod.py, outlasts it).
 DEREGISTRATION_DELAY_SECONDS = 30
@@ -55,6 +62,21 @@ def ingress_annotations(identity: StackIdentity, model: ModelServiceSettings,
     if web_acl_arn is not None:
         annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] = web_acl_arn
     return annotations
+
+
+def ingress_paths(canary: CanarySettings, root_service: pulumi.Input[str],
+                  ) -> list[k8s.networking.v1.HTTPIngressPathArgsDict]:
+    """Where the load balancer sends requests: with canaries, to the action Argo Rollouts writes into
+    the annotations (weighted between the ping and pong Services, rollout.py); without, to the Service."""
+    def to(port: str) -> k8s.networking.v1.IngressBackendArgsDict:
+        return {"service": {"name": root_service, "port": {"name": port}}}
+
+    if not canary.enabled:
+        return [{"path": "/", "path_type": "Prefix", "backend": to(PORT_NAME)}]
+    if canary.adopt_deployment:
+        return [{"path": ADOPTION_PATH, "path_type": "Exact", "backend": to(USE_ANNOTATION)},
+                {"path": "/", "path_type": "Prefix", "backend": to(PORT_NAME)}]
+    return [{"path": "/", "path_type": "Prefix", "backend": to(USE_ANNOTATION)}]
 
 
 def load_balancer_hostname(status: k8s.networking.v1.outputs.IngressStatus | None) -> str:

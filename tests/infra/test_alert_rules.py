@@ -22,14 +22,24 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.observability.alert_rules import RUNBOOK, model_alerts, platform_alerts, rule_groups, workload_alerts
-from infra.observability.dashboard import PANELS, RATE
+from infra.observability.alert_rules import (
+    RUNBOOK,
+    model_alerts,
+    platform_alerts,
+    release_alerts,
+    rule_groups,
+    scaling_alerts,
+    workload_alerts,
+)
+from infra.observability.dashboard import RATE, panels
 from review.records import Synthesis
 from tests.support.prometheus import binary, check_expressions, promtool, write_rules
 from tests.support.server import Server, start_server, write_model
 from tests.support.stacks import synthesized
 
 DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S = 0.25, 0.05
+# What runs the model's pods: an Argo Rollout (canary releases, the committed stacks) or a Deployment.
+WORKLOAD_KINDS = ("Rollout", "Deployment")
 # Labels a PodMonitor's target carries besides the server's own (the operator adds them).
 TARGET_LABELS = {"namespace", "pod", "container", "job", "instance", "service"}
 MODEL = 'namespace="model-serving"'
@@ -84,6 +94,7 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
                                      {"0.025": 100, "0.05": 100, "0.1": 100, "+Inf": 100}), {}),
     "ModelEndpointSaturated": ([gauge("model_server_inflight_requests", f'{MODEL},pod="a"', 80)],
                                [gauge("model_server_inflight_requests", f'{MODEL},pod="a"', 10)], {}),
+    # The Deployment's replicas come from kube-state-metrics (the Rollout's below, NO_READY_REPLICAS).
     "ModelNoReadyReplicas": (
         [gauge("kube_deployment_status_replicas_available", f'{MODEL},deployment="model-server"', 0)],
         [gauge("kube_deployment_status_replicas_available", f'{MODEL},deployment="model-server"', 2)],
@@ -119,7 +130,27 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
                      {"node": "n", "condition": "Ready", "status": "true"}),
     "ClusterAutoscalerErrors": ([counter("cluster_autoscaler_errors_total", 'type="cloudProviderError"', 1)],
                                 [gauge("cluster_autoscaler_errors_total", 'type="cloudProviderError"', 3)], {}),
+    # KEDA's and Argo Rollouts' own series, with the namespace of the object they describe (honorLabels).
+    "ModelScalerErrors": (
+        [counter("keda_scaler_detail_errors_total",
+                 f'{MODEL},scaledObject="model-server",scaler="prometheusScaler",triggerIndex="0"', 1)],
+        [gauge("keda_scaler_detail_errors_total",
+               f'{MODEL},scaledObject="model-server",scaler="prometheusScaler",triggerIndex="0"', 3)], {}),
+    "ModelReleaseAborted": (
+        [gauge("rollout_info", f'{MODEL},name="model-server",phase="Degraded",strategy="canary"', 1)],
+        [gauge("rollout_info", f'{MODEL},name="model-server",phase="Healthy",strategy="canary"', 1),
+         gauge("rollout_info", f'{MODEL},name="other",phase="Degraded",strategy="canary"', 1)], {}),
 }
+# The same alert for a Rollout: Argo Rollouts' series (kube-state-metrics has none for Rollouts).
+NO_READY_REPLICAS = {
+    "Rollout": (
+        [gauge("rollout_info_replicas_available", f'{MODEL},name="model-server"', 0)],
+        [gauge("rollout_info_replicas_available", f'{MODEL},name="model-server"', 2)],
+        {"namespace": "model-serving", "name": "model-server"}),
+    "Deployment": CASES["ModelNoReadyReplicas"],
+}
+# Only a Rollout has releases to abort.
+KIND_ONLY = {"ModelReleaseAborted": "Rollout"}
 
 
 # alert → (severity, summary, description as it fires on CASES' series), written out here rather than
@@ -139,7 +170,7 @@ FIRES_WITH: dict[str, tuple[str, str, str]] = {
         "Clients send faster than a pod answers; see Requests in flight per pod."),
     "ModelNoReadyReplicas": (
         "critical", "No model pod is ready: the endpoint answers nothing",
-        "The Deployment has had no available replica for 2 minutes."),
+        "The {kind} has had no available replica for 2 minutes."),
     "ModelPodCrashLooping": ("warning", "A model pod is crash-looping", "Pod p keeps restarting."),
     "ModelPodOOMKilled": ("warning", "A model pod ran out of memory", "Pod p was OOM-killed."),
     "ModelAutoscalerAtMaximum": (
@@ -152,15 +183,27 @@ FIRES_WITH: dict[str, tuple[str, str, str]] = {
     "ClusterAutoscalerErrors": (
         "warning", "The cluster autoscaler reports errors",
         "Nodes may not be added or removed; see the autoscaler's log."),
+    "ModelScalerErrors": (
+        "warning", "The model's autoscaler cannot read its traffic triggers",
+        "KEDA's queries fail: the replica count holds at its fallback until they answer again."),
+    "ModelReleaseAborted": (
+        "warning", "A model release was aborted: traffic is back on the previous revision",
+        "The canary failed its analysis or did not become ready; the program still declares it."),
 }
 
 
-def unit_tests() -> dict[str, Any]:
+def cases(workload_kind: str) -> dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]]:
+    """The alerts of a stack whose pods this kind of workload runs, each with its series."""
+    return {name: NO_READY_REPLICAS[workload_kind] if name == "ModelNoReadyReplicas" else case
+            for name, case in CASES.items() if KIND_ONLY.get(name, workload_kind) == workload_kind}
+
+
+def unit_tests(workload_kind: str = "Rollout") -> dict[str, Any]:
     tests = []
-    for name, (firing, quiet, labels) in CASES.items():
+    for name, (firing, quiet, labels) in cases(workload_kind).items():
         severity, summary, description = FIRES_WITH[name]
         expected = {"exp_labels": {**labels, "severity": severity},
-                    "exp_annotations": {"summary": summary, "description": description,
+                    "exp_annotations": {"summary": summary, "description": description.format(kind=workload_kind),
                                         "runbook_url": f"{RUNBOOK}#{name.lower()}"}}
         for series, alerts_expected in ((firing, [expected]), (quiet, [])):
             tests.append({"interval": "1m", "input_series": series, "alert_rule_test": [
@@ -168,19 +211,21 @@ def unit_tests() -> dict[str, Any]:
     return {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}
 
 
-def test_every_alert_fires_on_its_fault_and_stays_quiet_on_healthy_series(tmp_path: Path) -> None:
-    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S)
+@pytest.mark.parametrize("workload_kind", WORKLOAD_KINDS)
+def test_every_alert_fires_on_its_fault_and_stays_quiet_on_healthy_series(workload_kind: str, tmp_path: Path) -> None:
+    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S, workload_kind)
     names = [rule["alert"] for group in groups for rule in group["rules"]]
-    assert sorted(CASES) == sorted(FIRES_WITH) == sorted(names), "every alert is tested, each once"
+    assert sorted(cases(workload_kind)) == sorted(names), "every alert is tested, each once"
+    assert sorted(CASES) == sorted(FIRES_WITH)
     write_rules(groups, tmp_path / "rules.yaml")
-    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(unit_tests(), sort_keys=False))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(unit_tests(workload_kind), sort_keys=False))
     result = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_the_unit_tests_catch_an_alert_that_never_fires(tmp_path: Path) -> None:
-    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S)
+    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S, "Rollout")
     groups[0]["rules"][0]["expr"] += " > 1000"  # an error ratio that can never be reached
     write_rules(groups, tmp_path / "rules.yaml")
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(unit_tests(), sort_keys=False))
@@ -201,8 +246,11 @@ def server_selectors(expressions: list[str]) -> list[tuple[str, set[str]]]:
 
 
 def every_expression() -> list[str]:
-    alerts = [alert.expr for alert in (*model_alerts(0.25, 0.05), *workload_alerts(), *platform_alerts())]
-    return alerts + [expr.replace(RATE, "5m") for panel in PANELS for _, expr in panel.queries]
+    alerts = [alert.expr for kind in WORKLOAD_KINDS for alert in (
+        *model_alerts(0.25, 0.05, kind), *workload_alerts(), *platform_alerts(), *release_alerts(),
+        *scaling_alerts())]
+    return alerts + [expr.replace(RATE, "5m") for kind in WORKLOAD_KINDS for panel in panels(kind)
+                     for _, expr in panel.queries]
 
 
 @pytest.fixture(scope="module")
@@ -238,9 +286,10 @@ def test_the_check_catches_a_renamed_metric(scraped: dict[str, set[str]]) -> Non
     assert [name for name, _ in renamed if name not in scraped] == ["model_server_request_total"]
 
 
-def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
-    queries = {f"{panel.title} {legend}": expr.replace(RATE, "5m") for panel in PANELS for legend, expr in
-               panel.queries}
+@pytest.mark.parametrize("workload_kind", WORKLOAD_KINDS)
+def test_every_dashboard_query_is_valid_promql(workload_kind: str, tmp_path: Path) -> None:
+    queries = {f"{panel.title} {legend}": expr.replace(RATE, "5m") for panel in panels(workload_kind)
+               for legend, expr in panel.queries}
     result = check_expressions(queries, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -338,7 +387,7 @@ class Prometheus(contextlib.AbstractContextManager["Prometheus"]):
 
 
 def alert_expressions() -> dict[str, str]:
-    return {alert.name: alert.expr for alert in model_alerts(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S)}
+    return {alert.name: alert.expr for alert in model_alerts(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S, "Rollout")}
 
 
 def drive(server: Server, seconds: float, faulty_share: int) -> None:
@@ -363,7 +412,7 @@ def test_a_real_prometheus_sees_the_alert_expressions_turn_true_on_real_faults(t
     queue-wait objectives (dev's 250 ms and 50 ms): the expressions behind the alerts turn true.
     The same traffic to a healthy server keeps them false."""
     faulty_path, faulty_sha = write_faulty_model(tmp_path)
-    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S)
+    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S, "Rollout")
 
     healthy_path, healthy_sha = write_model(tmp_path, "healthy.pkl")
     for model_path, sha, wait_ms, share, expected in (

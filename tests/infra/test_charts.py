@@ -39,6 +39,13 @@ REQUIRED_KINDS: dict[str, dict[str, int]] = {
                               "PrometheusRule": 10, "ServiceMonitor": 5, "Secret": 1},
     "dcgm-exporter": {"DaemonSet": 1, "ServiceMonitor": 1},
     "aws-for-fluent-bit": {"DaemonSet": 1, "ConfigMap": 1, "ServiceAccount": 1},
+    # Release control and traffic-driven scaling: their CRDs are templates in these charts (so Helm
+    # upgrades them), the controller, the metrics Service its ServiceMonitor selects.
+    "argo-rollouts": {"Deployment": 1, "ServiceAccount": 1, "Service": 1, "CustomResourceDefinition": 5,
+                      "ClusterRole": 1, "ClusterRoleBinding": 1, "PodDisruptionBudget": 1},
+    # The operator, its metrics API server and its admission webhooks.
+    "keda": {"Deployment": 3, "ServiceAccount": 3, "Service": 3, "CustomResourceDefinition": 6, "APIService": 1,
+             "ValidatingWebhookConfiguration": 1, "ClusterRole": 1, "ClusterRoleBinding": 1},
 }
 # Kinds that run pods: built-in workloads, and the operator's Prometheus and Alertmanager.
 WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "Prometheus", "Alertmanager"}
@@ -333,7 +340,7 @@ def test_controllers_that_keep_the_cluster_serving_are_cluster_critical(chart_na
 def test_replicated_add_ons_spread_over_zones_and_nodes(variant: str) -> None:
     replicated = [(chart.record.name, obj) for chart in rendered_charts(variant)
                   for obj in chart.of_kind("Deployment") if obj["spec"].get("replicas", 1) > 1]
-    assert {name for name, _ in replicated} == {"aws-load-balancer-controller", "metrics-server"}
+    assert {name for name, _ in replicated} == {"aws-load-balancer-controller", "metrics-server", "argo-rollouts"}
     for name, deployment in replicated:
         spread = pod_spec(deployment)["topologySpreadConstraints"]
         assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name

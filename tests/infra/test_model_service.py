@@ -1,4 +1,7 @@
-"""The model workload: security, probes, rollout, placement, networking, autoscaling."""
+"""The model workload: security, probes, rollout, placement, networking, autoscaling.
+
+The committed stacks run the pods with an Argo Rollout (canary releases); `modelService.canary.enabled:
+false` with a Deployment. Both hold the same pod template (tests/infra/test_release.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
+from infra.settings import PROJECT_DIR
 from infra.workload.image import model_sha256
 from review.records import Synthesis
 from tests.support.scheduling import pod_spec, pool_nodes, pools_for
@@ -21,8 +26,22 @@ def kind(synthesis: Synthesis, name: str) -> dict[str, Any]:
     return record.inputs
 
 
+def workload(synthesis: Synthesis) -> dict[str, Any]:
+    """What runs the model's pods: the Rollout, or the Deployment when canaries are off."""
+    (record,) = [r for name in ("Rollout", "Deployment") for r in synthesis.objects(name, namespace="model-serving")]
+    return record.inputs
+
+
+def without_canaries(stack: str) -> Synthesis:
+    """The stack with `modelService.canary.enabled: false` (an override replaces the whole key, so the
+    stack file's other model settings are carried over)."""
+    config = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())["config"]
+    model = dict(config.get("model-serving:modelService") or {})
+    return synthesized_with(stack, {"modelService": {**model, "canary": {**model.get("canary", {}), "enabled": False}}})
+
+
 def pod(synthesis: Synthesis) -> dict[str, Any]:
-    return kind(synthesis, "Deployment")["spec"]["template"]["spec"]
+    return workload(synthesis)["spec"]["template"]["spec"]
 
 
 def container(synthesis: Synthesis) -> dict[str, Any]:
@@ -68,7 +87,10 @@ def test_probes_hit_the_servers_health_endpoints(stack_synthesis: Synthesis) -> 
 
 
 def test_rolling_update_never_drops_below_the_desired_count(stack_synthesis: Synthesis) -> None:
-    strategy = kind(stack_synthesis, "Deployment")["spec"]["strategy"]
+    """A canary's pods come beside a stable revision that stays fully scaled; with canaries off, a
+    new pod must be ready before an old one goes."""
+    assert kind(stack_synthesis, "Rollout")["spec"]["strategy"]["canary"]["dynamicStableScale"] is False
+    strategy = kind(without_canaries(stack_synthesis.stack), "Deployment")["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
@@ -107,14 +129,17 @@ def test_image_is_pulled_by_digest(stack_synthesis: Synthesis) -> None:
 
 def test_replicas_from_config_then_owned_by_the_autoscaler() -> None:
     prod = synthesized("prod")
-    deployment = next(r for r in prod.of_type("kubernetes:apps/v1:Deployment"))
+    # The Rollout never declares a count: KEDA's autoscaler owns it from the start.
+    assert "replicas" not in kind(prod, "Rollout")["spec"]
+    scaler = kind(prod, "ScaledObject")
+    assert scaler["apiVersion"] == "keda.sh/v1alpha1"
+    assert (scaler["spec"]["minReplicaCount"], scaler["spec"]["maxReplicaCount"]) == (3, 12)
+    assert scaler["spec"]["triggers"][-1] == {"type": "cpu", "name": "cpu", "metricType": "Utilization",
+                                              "metadata": {"value": "70"}}
+    # A Deployment (canaries off) starts at `replicas`, then leaves the count to the autoscaler.
+    deployment = without_canaries("prod").one("kubernetes:apps/v1:Deployment")
     assert deployment.inputs["spec"]["replicas"] == 3
     assert deployment.options["ignoreChanges"] == ["spec.replicas"]
-    autoscaler = kind(prod, "HorizontalPodAutoscaler")
-    assert autoscaler["apiVersion"] == "autoscaling/v2"
-    assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (3, 12)
-    assert autoscaler["spec"]["metrics"][0]["resource"] == {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
 
 
 def test_spread_across_zones_and_placed_on_the_configured_pool(stack_synthesis: Synthesis) -> None:
@@ -133,7 +158,7 @@ def test_disruption_budget_and_network_policy(stack_synthesis: Synthesis) -> Non
     assert policy["policyTypes"] == ["Ingress"]
     assert policy["ingress"] == [{"from": [{"ipBlock": {"cidr": vpc_cidr}}],
                                   "ports": [{"protocol": "TCP", "port": 8080}]}]
-    assert policy["podSelector"] == kind(stack_synthesis, "Deployment")["spec"]["selector"]
+    assert policy["podSelector"] == workload(stack_synthesis)["spec"]["selector"]
 
 
 def test_ingress_is_an_internet_facing_alb_to_pod_ips(stack_synthesis: Synthesis) -> None:
@@ -187,8 +212,8 @@ def test_prediction_log_claim_is_shared_and_retained_unless_configured(stack: st
 
 
 def test_workload_waits_for_the_ingress_controller_and_storage(stack_synthesis: Synthesis) -> None:
-    deployment = next(r for r in stack_synthesis.of_type("kubernetes:apps/v1:Deployment"))
-    dependencies = deployment.options["dependencies"]
+    rollout = stack_synthesis.one("kubernetes:argoproj.io/v1alpha1:Rollout")
+    dependencies = rollout.options["dependencies"]
     assert any(d.endswith("Release::aws-load-balancer-controller") for d in dependencies)
     assert any("MountTarget::storage-shared" in d for d in dependencies)
 

@@ -27,14 +27,22 @@ def custom_resource(synthesis: Synthesis, kind: str) -> dict[str, Any]:
     return record.inputs
 
 
-def model_deployment(synthesis: Synthesis) -> dict[str, Any]:
-    return synthesis.object("Deployment", "model-server", namespace="model-serving").inputs
+def model_workload(synthesis: Synthesis) -> dict[str, Any]:
+    """The Rollout that runs the model's pods (the committed stacks release canaries)."""
+    return synthesis.object("Rollout", "model-server", namespace="model-serving").inputs
+
+
+# dev's model settings with canaries off: canary analysis needs the in-cluster Prometheus.
+DEV_WITHOUT_OBSERVABILITY = {
+    "observability": {"enabled": False},
+    "modelService": {**yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"][
+        "model-serving:modelService"], "canary": {"enabled": False}}}
 
 
 # -- on by default, off cleanly ------------------------------------------------------------------------
 
 def test_observability_off_removes_all_of_it() -> None:
-    off = synthesized_with("dev", {"observability": {"enabled": False}})
+    off = synthesized_with("dev", DEV_WITHOUT_OBSERVABILITY)
     on = synthesized("dev")
     names = {r.name for r in off.resources}
     added = {r.type for r in on.resources if r.name not in names}
@@ -42,7 +50,7 @@ def test_observability_off_removes_all_of_it() -> None:
             f"{CUSTOM}:PrometheusRule", f"{CUSTOM}:PodMonitor"} <= added
     assert not [r for r in off.resources if r.type.startswith(("aws:sns", "aws:s3", CUSTOM))]
     charts = {r.inputs["chart"] for r in off.of_type("kubernetes:helm.sh/v4:Chart")}
-    assert charts == {"cluster-autoscaler", "metrics-server"}
+    assert charts == {"cluster-autoscaler", "metrics-server", "argo-rollouts", "keda"}
     assert [r.name for r in off.of_type("aws:cloudwatch/logGroup:LogGroup")] == ["cluster-control-plane"]
     ingress = off.one("kubernetes:networking.k8s.io/v1:Ingress").inputs["metadata"]["annotations"]
     assert "access_logs" not in ingress["alb.ingress.kubernetes.io/load-balancer-attributes"]
@@ -72,7 +80,7 @@ def test_nothing_of_the_metrics_stack_is_exposed_outside_the_cluster() -> None:
 
 def test_the_pod_monitor_selects_exactly_the_model_pods_and_their_port(stack_synthesis: Synthesis) -> None:
     monitor = custom_resource(stack_synthesis, "PodMonitor")
-    deployment = model_deployment(stack_synthesis)
+    deployment = model_workload(stack_synthesis)
     assert monitor["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     assert selector_matches(monitor["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
     assert monitor["spec"]["selector"] == deployment["spec"]["selector"]
@@ -89,7 +97,7 @@ def test_the_pod_monitor_selects_exactly_the_model_pods_and_their_port(stack_syn
 
 
 def test_the_autoscaler_monitor_selects_the_autoscaler_service_and_port() -> None:
-    monitor = custom_resource(synthesized("dev"), "ServiceMonitor")
+    monitor = synthesized("dev").object("ServiceMonitor", "cluster-autoscaler").inputs
     service = rendered_chart("dev", "cluster-autoscaler").one("Service")
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
     assert selector_matches(monitor["spec"]["selector"], service["metadata"]["labels"])
@@ -170,7 +178,7 @@ def test_every_alert_has_a_runbook_section_in_the_repository(stack_synthesis: Sy
     # Every alert of the rules unit-tested in test_alert_rules.py (which names each one), none twice.
     names = [alert["alert"] for alert in alerts]
     assert len(set(names)) == len(names)
-    assert set(names) == {rule["alert"] for group in rule_groups(0.25, 0.05) for rule in group["rules"]}
+    assert set(names) == {rule["alert"] for group in rule_groups(0.25, 0.05, "Rollout") for rule in group["rules"]}
     for alert in alerts:
         url = alert["annotations"]["runbook_url"]
         assert url.startswith(RUNBOOK + "#") and url.split("#")[1] in runbook_anchors(), alert["alert"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.settings import PROJECT_DIR
 from review import cost
@@ -267,7 +268,10 @@ def test_observability_costs_are_itemised_and_leave_with_it() -> None:
     assert "90 days" in items["Container log storage"].basis
     assert items["S3: load balancer access logs"].maximum == pytest.approx(50 * prices["global"]["s3StandardGbMonth"])
     assert items["SNS alert emails"].maximum == 0
-    off = synthesized_with("dev", {"observability": {"enabled": False}})
+    # Canary analysis needs the in-cluster Prometheus: without observability, canaries are off too.
+    dev_model = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]["model-serving:modelService"]
+    off = synthesized_with("dev", {"observability": {"enabled": False},
+                                   "modelService": {**dev_model, "canary": {"enabled": False}}})
     assert not {"EBS: Prometheus volume (gp3)", "Container log ingestion", "S3: load balancer access logs"} & {
         item.item for item in estimate(off).items}
 

@@ -90,7 +90,8 @@ def test_pod_identity_binds_each_role_to_its_service_account(stack_synthesis: Sy
     bound = {(a.inputs["namespace"], a.inputs["serviceAccount"])
              for a in stack_synthesis.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")}
     assert bound == {("kube-system", "aws-load-balancer-controller"), ("kube-system", "cluster-autoscaler"),
-                     ("kube-system", "aws-for-fluent-bit"), ("monitoring", "alertmanager")}
+                     ("kube-system", "aws-for-fluent-bit"), ("monitoring", "alertmanager"),
+                     ("kube-system", "argo-rollouts")}
     addon_accounts = {a.inputs["addonName"]: a.inputs["podIdentityAssociations"][0]["serviceAccount"]
                       for a in stack_synthesis.of_type("aws:eks/addon:Addon")
                       if a.inputs.get("podIdentityAssociations")}
@@ -119,7 +120,8 @@ def test_helm_charts_are_pinned(chart: str) -> None:
 def test_helm_chart_versions_are_the_checked_ones() -> None:
     assert {name: chart.version for name, chart in HELM_CHARTS.items()} == {
         "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0", "metrics-server": "3.13.1",
-        "kube-prometheus-stack": "88.5.3", "dcgm-exporter": "4.8.2", "aws-for-fluent-bit": "0.2.0"}
+        "kube-prometheus-stack": "88.5.3", "dcgm-exporter": "4.8.2", "aws-for-fluent-bit": "0.2.0",
+        "argo-rollouts": "2.41.0", "keda": "2.20.2"}
 
 
 def test_ingress_controller_gets_cluster_region_and_vpc_explicitly(stack_synthesis: Synthesis) -> None:

@@ -15,8 +15,12 @@ from tests.support.stacks import VARIANTS, synthesized_variant, synthesized_with
 
 
 def container_environment(synthesis: Synthesis) -> dict[str, str]:
-    deployment = synthesis.object("Deployment", "model-server", namespace="model-serving")
-    (container,) = deployment.get("spec", "template", "spec", "containers")
+    """The model container's environment, from whatever runs the pods (a Rollout, or a Deployment
+    when canaries are off)."""
+    (workload,) = [record for kind in ("Rollout", "Deployment")
+                   for record in synthesis.objects(kind, namespace="model-serving")
+                   if record.get("spec", "template") is not None]
+    (container,) = workload.get("spec", "template", "spec", "containers")
     return {variable["name"]: variable["value"] for variable in container["env"]}
 
 

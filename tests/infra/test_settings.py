@@ -519,7 +519,7 @@ def test_names_a_hosted_zone_holds_are_accepted(model: dict[str, Any], accepted:
     ({"modelService": {"domain": f"{'a' * 60}.example.com", "hostedZoneName": "example.com",
                        "certificateArn": CERTIFICATE}}, "a longer name, with a certificate of the operator's own"),
     ({"modelService": {"maxBatchWaitMs": 49}}, "a batch window just inside the queue-wait objective"),
-    ({"modelService": {"maxBatchWaitMs": 80}, "observability": {"enabled": False}},
+    ({"modelService": {"maxBatchWaitMs": 80, "canary": {"enabled": False}}, "observability": {"enabled": False}},
      "any window when there are no alerts"),
     ({"observability": {"latencySloMs": 4999, "queueWaitSloMs": 4999}}, "objectives just under the histogram's top"),
     ({"nodePools": pools(cpu={"diskSizeGib": 65536}), "observability": {"prometheusStorageGib": 65536}},

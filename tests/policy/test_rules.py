@@ -6,10 +6,12 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 
+from infra.settings import PROJECT_DIR
 from policy.rules import RULES, Resource, Rule
 from review.records import Synthesis
-from tests.support.stacks import STACKS, synthesized
+from tests.support.stacks import STACKS, synthesized, synthesized_with
 
 
 def resources(synthesis: Synthesis) -> list[Resource]:
@@ -29,6 +31,18 @@ def one(stack: str, type_: str, name: str | None = None) -> Resource:
     found = [r for r in resources(synthesized(stack)) if r.type == type_ and (name is None or r.name == name)]
     assert len(found) == 1, [r.name for r in found]
     return copy.deepcopy(found[0])
+
+
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+
+
+def prod_deployment() -> Resource:
+    """prod's Deployment as `modelService.canary.enabled: false` declares it (the committed stacks run
+    the model's pods with an Argo Rollout instead)."""
+    model = yaml.safe_load((PROJECT_DIR / "Pulumi.prod.yaml").read_text())["config"]["model-serving:modelService"]
+    synthesis = synthesized_with("prod", {"modelService": {**model, "canary": {"enabled": False}}})
+    (deployment,) = [r for r in resources(synthesis) if r.type == "kubernetes:apps/v1:Deployment"]
+    return copy.deepcopy(deployment)
 
 
 def modified(resource: Resource, path: list[str | int], value: Any) -> Resource:
@@ -108,7 +122,7 @@ def test_node_rule_fails_for_a_public_subnet_or_no_launch_template() -> None:
 
 
 def test_workload_rule_fails_for_root_privilege_escalation_no_limits_and_a_tag() -> None:
-    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    deployment = prod_deployment()
     container = deployment.props["spec"]["template"]["spec"]["containers"][0]
     container["securityContext"]["allowPrivilegeEscalation"] = True
     container["securityContext"]["readOnlyRootFilesystem"] = False
@@ -120,7 +134,7 @@ def test_workload_rule_fails_for_root_privilege_escalation_no_limits_and_a_tag()
 
 
 def test_workload_rule_skips_an_image_not_known_until_the_build() -> None:
-    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    deployment = prod_deployment()
     deployment.props["spec"]["template"]["spec"]["containers"][0]["image"] = None  # unknown in a preview
     assert rule("workload-restricted").violations(deployment) == []
 
@@ -190,7 +204,7 @@ def test_the_restricted_rule_names_the_model_namespace(stack: str) -> None:
     imported, so the test holds wherever infra/ keeps its NAMESPACE."""
     from policy.rules import MODEL_NAMESPACE
 
-    assert one(stack, "kubernetes:apps/v1:Deployment").get("metadata", "namespace") == MODEL_NAMESPACE
+    assert one(stack, ROLLOUT).get("metadata", "namespace") == MODEL_NAMESPACE
 
 
 # -- what each rule says, word for word, and where it looks ----------------------------------------------
@@ -253,7 +267,7 @@ def model_pod(deployment: Resource) -> dict[str, Any]:
 
 
 def test_the_restricted_rule_holds_init_containers_and_volumes_to_it_too() -> None:
-    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    deployment = prod_deployment()
     pod = model_pod(deployment)
     pod["initContainers"] = [{"name": "setup", "image": "busybox@sha256:" + "0" * 64}]
     pod["volumes"] = [*pod.get("volumes", []), {"name": "host", "hostPath": {"path": "/var/run"}}]
@@ -269,7 +283,7 @@ def test_the_restricted_rule_holds_init_containers_and_volumes_to_it_too() -> No
 
 
 def test_the_restricted_rule_takes_the_pods_security_context_as_each_containers_default() -> None:
-    deployment = one("prod", "kubernetes:apps/v1:Deployment")
+    deployment = prod_deployment()
     pod = model_pod(deployment)
     (container,) = pod["containers"]
     security = container.pop("securityContext")

@@ -16,7 +16,7 @@ CERTIFICATE_PROD = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{stack: (stack, {}) for stack in STACKS},
     "prod-gpu-https": ("prod", {"modelService": {
-        "pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1, "maxReplicas": 2,
+        "pool": "gpu", "gpus": 1, "replicas": 2, "minReplicas": 2, "maxReplicas": 4,
         "certificateArn": CERTIFICATE_PROD}}),
     "staging-1.36": ("staging", {"kubernetesVersion": "1.36"}),
 }
