@@ -2,6 +2,8 @@
 
     python bench/run.py [--seconds 10] [--json bench/results.json]
 
+(Canary detection time is bench/detection.py; `make bench` runs both.)
+
 Load comes from wrk (Debian package `wrk`) with keep-alive connections. Each server gets
 the identical V2 JSON request asking for the `predict` output only, so both do the same
 model work. Reported per server: requests/s and p50/p99 latency at 1, 8 and 64 clients
