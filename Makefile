@@ -5,7 +5,7 @@ STACK  ?= dev
 
 TOOLS  := tools/node_modules/.installed
 
-.PHONY: plan diff test lint typecheck unit serve model bench image mutation clean
+.PHONY: plan diff test lint typecheck unit serve model gate bench detection image mutation rollback clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
@@ -52,9 +52,23 @@ serve: $(VENV)/.installed
 model: $(VENV)/.installed
 	$(PYTHON) app/train.py
 
-## bench: this server against MLServer 1.7.1 on the same model (needs wrk)
+## gate: app/model.pkl judged inside the built image on app/eval/, and against the artifact deployed to STACK
+gate: image
+	app/eval/gate.sh model-server:local deployed/$(STACK)
+
+## rollback: the fast way back for STACK (no default): abort its canary, or return to the previous revision
+rollback: $(VENV)/.installed
+	@if [ "$(origin STACK)" = file ]; then echo "make rollback needs the stack: make rollback STACK=prod" >&2; exit 2; fi
+	$(PYTHON) -m delivery.rollback $(STACK)
+
+## bench: this server against MLServer 1.7.1 on the same model (needs wrk), and canary detection time (prometheus)
 bench: $(VENV)/.installed
 	$(PYTHON) bench/run.py --json bench/results.json
+	$(PYTHON) bench/detection.py --json bench/detection.json
+
+## detection: how long a faulty canary serves before its analysis would abort it (needs prometheus; minutes)
+detection: $(VENV)/.installed
+	$(PYTHON) bench/detection.py --json bench/detection.json
 
 ## mutation: mutation scores of the modules where a silent bug hurts most (slow; not part of `make test`)
 ## (tools/mutation.py says how; MODULES="model_server.protocol" narrows it)
