@@ -8,12 +8,8 @@ beside the real-Prometheus run that uses the same rules."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,7 @@ from infra.observability.alert_rules import (
 )
 from infra.observability.dashboard import RATE, panels
 from review.records import Synthesis
-from tests.support.prometheus import binary, check_expressions, promtool, write_rules
+from tests.support.prometheus import Prometheus, check_expressions, promtool, write_rules
 from tests.support.server import Server, start_server, write_model
 from tests.support.stacks import synthesized
 
@@ -315,75 +311,12 @@ class FaultyClassifier(LogisticRegression):
 '''
 
 
-class Prometheus(contextlib.AbstractContextManager["Prometheus"]):
-    """A real Prometheus on 127.0.0.1 scraping the model server on `target_port` with `groups`'
-    rules; stopped when the `with` block ends, and by itself when it does not get ready."""
-
-    def __init__(self, directory: Path, target_port: int, groups: list[dict[str, Any]]) -> None:
-        write_rules(groups, directory / "rules.yaml")
-        # What the PodMonitor makes of the model's pods: honorLabels, and the operator's target labels.
-        (directory / "prometheus.yml").write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": ["rules.yaml"],
-            "scrape_configs": [{"job_name": "podMonitor/model-serving/model-server/0", "honor_labels": True,
-                                "metrics_path": "/metrics", "static_configs": [{
-                                    "targets": [f"127.0.0.1:{target_port}"],
-                                    "labels": {"namespace": "model-serving", "pod": "model-server-0",
-                                               "container": "model-server", "endpoint": "http"}}]}]}))
-        self.log_path = directory / "prometheus.log"
-        self.port = 0
-        # Port 0: Prometheus binds a free port itself and logs which one, so no port is picked in
-        # advance (where another process could take it between the pick and the bind).
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [binary("prometheus"), f"--config.file={directory / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={directory / 'data'}", "--web.listen-address=127.0.0.1:0"],
-                stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            self._wait_until_scraping()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _listening_port(self) -> int | None:
-        """The port in its `msg="Listening on" address=127.0.0.1:<port>` line, once logged."""
-        found = re.search(r'msg="Listening on" address=127\.0\.0\.1:(\d+)', self.log_path.read_text())
-        return int(found[1]) if found else None
-
-    def _wait_until_scraping(self) -> None:
-        # Ready once it has scraped the target: its web server answers seconds before that.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            if not self.port:
-                self.port = self._listening_port() or 0
-            try:
-                if self.port and self.query('up{namespace="model-serving"} == 1'):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"Prometheus (exit code {self.process.poll()}) did not scrape the model server:\n"
-                           + self.log_path.read_text())
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=5) as response:
-            result: list[dict[str, Any]] = json.load(response)["data"]["result"]
-        return result
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+def model_server_job(target_port: int) -> dict[str, Any]:
+    """What the PodMonitor makes of the model's pod: honorLabels, and the operator's target labels."""
+    return {"job_name": "podMonitor/model-serving/model-server/0", "honor_labels": True, "metrics_path": "/metrics",
+            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"],
+                                "labels": {"namespace": "model-serving", "pod": "model-server-0",
+                                           "container": "model-server", "endpoint": "http"}}]}
 
 
 def alert_expressions() -> dict[str, str]:
@@ -425,7 +358,8 @@ def test_a_real_prometheus_sees_the_alert_expressions_turn_true_on_real_faults(t
             server = start_server(run, model_path, sha, MODEL_WORKERS="1", MODEL_MAX_BATCH_WAIT_MS=wait_ms,
                                   PYTHONPATH=f"{app_dir()}:{tmp_path}")
             running.callback(server.stop)
-            prometheus = running.enter_context(Prometheus(run, server.port, groups))
+            prometheus = running.enter_context(Prometheus(run, [model_server_job(server.port)], "1s",
+                                                          rule_groups=groups))
             drive(server, 8, share)
             time.sleep(3)  # a few more scrapes and rule evaluations
             assert firing(prometheus, OBSERVED) == expected

@@ -146,15 +146,21 @@ class FixedExporter(AbstractContextManager["FixedExporter"]):
 
 
 class Prometheus(AbstractContextManager["Prometheus"]):
-    """A real Prometheus on 127.0.0.1 with these scrape jobs; ready once every target has been
-    scraped, stopped when the `with` block ends (and by itself when it does not get ready)."""
+    """A real Prometheus on 127.0.0.1 with these scrape jobs (and rule groups, evaluated at the scrape
+    interval); ready once every target has been scraped, stopped when the `with` block ends (and by
+    itself when it does not get ready)."""
 
     def __init__(self, directory: Path, jobs: list[dict[str, Any]], scrape_interval: str = "15s",
-                 ready_within_s: float = 60) -> None:
+                 ready_within_s: float = 60, rule_groups: list[dict[str, Any]] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.targets = sum(len(group["targets"]) for job in jobs for group in job["static_configs"])
-        (directory / "prometheus.yml").write_text(yaml.safe_dump(
-            {"global": {"scrape_interval": scrape_interval}, "scrape_configs": jobs}, sort_keys=False))
+        config: dict[str, Any] = {"global": {"scrape_interval": scrape_interval,
+                                             "evaluation_interval": scrape_interval},
+                                  "scrape_configs": jobs}
+        if rule_groups is not None:
+            write_rules(rule_groups, directory / "rules.yaml")
+            config["rule_files"] = ["rules.yaml"]
+        (directory / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = directory / "prometheus.log"
         self.port = 0
         # Port 0: Prometheus binds a free port itself and logs which one, so no port is picked in
