@@ -128,7 +128,8 @@ class Release:
 
     prometheus: Prometheus
     idle_at: float = 0.0  # every pod scraped a few times, no request yet
-    loaded_at: float = 0.0  # under traffic, every revision's series a few samples deep
+    loaded_at: float = 0.0  # under traffic, every revision's series a few samples deep (the slow one idle)
+    slow_loaded_at: float = 0.0  # the slow canary under traffic, alone
     settled_at: float = 0.0  # traffic stopped, every pod scraped since
     answers: dict[str, Counter[int]] = field(default_factory=dict)  # revision → status → count
 
@@ -157,6 +158,17 @@ def start_pods(directory: Path) -> dict[str, list[Server]]:
 
 INFERENCE_SAMPLED = ('every revision\'s requests with endpoint="infer" three samples deep, and the stable\'s and '
                      "the healthy canary's enough to be promoted")
+# The slow canary's model takes a whole CPU per batch: on a 2-CPU runner it would slow every other
+# pod's answers too. It gets its traffic alone, after the others, and is judged at that moment.
+SLOW = "slow"
+
+
+def sampled(prometheus: Prometheus, names: list[str]) -> bool:
+    """Three scrapes of each revision's answered requests. Its latency series, made at its first
+    answer, tell: the request counters exist from the start, at 0."""
+    return all(prometheus.values(f"min(count_over_time({queries.REQUEST_DURATION}_count"
+                                 f'{{{queries.revision(REVISIONS[name].hash)},endpoint="infer"}}[1m]))') >= [3]
+               for name in names)
 
 
 def wait_for(prometheus: Prometheus, what: str, ready: Callable[[], bool], timeout_s: float = 60) -> float:
@@ -186,17 +198,20 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
             # values() is [] until a series exists, and [] >= [3] is false.
             state.idle_at = wait_for(prometheus, "three scrapes of every pod", lambda: prometheus.values(
                 f'min(count_over_time(up{{{queries.MODEL}}}[1m]))') >= [3])
-            with Traffic({name: [server.port for server in pods[name]] for name in REVISIONS},
+            others = [name for name in REVISIONS if name != SLOW]
+            with Traffic({name: [server.port for server in pods[name]] for name in others},
                          CLIENTS_PER_POD) as traffic:
-                state.loaded_at = wait_for(prometheus, INFERENCE_SAMPLED, lambda: all(
-                    prometheus.values(f'min(count_over_time({queries.REQUESTS}{{{queries.revision(revision.hash)},'
-                                      f'endpoint="infer"}}[1m]))') >= [3] for revision in REVISIONS.values())
-                    and all(prometheus.values(judged(TRAFFIC["canary-requests"].query, REVISIONS[name].hash))
-                            >= [CANARY.min_requests] for name in ("stable", "healthy")))
+                state.loaded_at = wait_for(prometheus, INFERENCE_SAMPLED, lambda: sampled(prometheus, others)
+                                           and all(prometheus.values(judged(TRAFFIC["canary-requests"].query,
+                                                                            REVISIONS[name].hash))
+                                                   >= [CANARY.min_requests] for name in ("stable", "healthy")))
+            with Traffic({SLOW: [server.port for server in pods[SLOW]]}, CLIENTS_PER_POD) as slow_traffic:
+                state.slow_loaded_at = wait_for(prometheus, "the slow canary's requests three samples deep",
+                                                lambda: sampled(prometheus, [SLOW]))
             stopped = time.time()
             state.settled_at = wait_for(prometheus, "a scrape of every pod after the traffic stopped",
                                         lambda: prometheus.values("min(timestamp(up))") > [stopped + 0.1])
-            state.answers = traffic.answers  # final: its clients have stopped
+            state.answers = {**traffic.answers, **slow_traffic.answers}  # final: their clients have stopped
             yield state
     finally:
         stop_all([server for servers in pods.values() for server in servers])
@@ -274,7 +289,7 @@ def test_the_scrape_keeps_the_servers_endpoint_label_and_adds_each_revisions_has
     """honorLabels: the server's endpoint label (infer) wins over the operator's (the port name)."""
     pairs = {(sample["metric"]["endpoint"], sample["metric"][queries.POD_TEMPLATE_HASH]) for sample in
              release.prometheus.query(f"count by (endpoint, {queries.POD_TEMPLATE_HASH}) "
-                                      f"({queries.REQUESTS}{{{queries.MODEL}}})", release.loaded_at)}
+                                      f"({queries.REQUESTS}{{{queries.MODEL}}})", release.settled_at)}
     assert {("infer", revision.hash) for revision in REVISIONS.values()} <= pairs
     assert not any(endpoint == PORT_NAME for endpoint, _ in pairs)
 
@@ -296,8 +311,9 @@ def test_without_traffic_there_is_no_evidence_and_too_few_requests_to_promote(re
 def test_each_revision_fails_exactly_the_checks_its_fault_shows_on(release: Release, name: str) -> None:
     """The stable judged as if it were the canary, a healthy canary and each faulty one, under the
     same valid traffic: each fault crosses its own check's threshold and stays within the others'."""
-    results = {measure.name: release.prometheus.values(judged(measure.query, REVISIONS[name].hash),
-                                                      release.loaded_at) for measure in HEALTH.values()}
+    at = release.slow_loaded_at if name == SLOW else release.loaded_at
+    results = {measure.name: release.prometheus.values(judged(measure.query, REVISIONS[name].hash), at)
+               for measure in HEALTH.values()}
     failed = {measure.name for measure in HEALTH.values() if condition_holds(measure.failure_condition,
                                                                              results[measure.name])}
     bounds = {measure.name: condition_bound(measure.failure_condition) for measure in HEALTH.values()}
@@ -328,7 +344,7 @@ def test_under_load_every_trigger_asks_for_replicas(release: Release, kind: str)
     inflight_query, inflight_target = triggers["inflight-requests"]
     [inflight] = release.prometheus.values(inflight_query, release.loaded_at)
     # At most every client's request is in flight at once, and with 30 ms batches most are.
-    clients = CLIENTS_PER_POD * sum(revision.pods for revision in REVISIONS.values())
+    clients = CLIENTS_PER_POD * sum(revision.pods for name, revision in REVISIONS.items() if name != SLOW)
     assert 1 <= inflight <= clients
     assert replicas_asked(inflight, inflight_target) >= 1
     queue_query, queue_target = triggers["queue-wait"]
@@ -345,7 +361,9 @@ def test_the_queue_wait_trigger_asks_for_what_the_traffic_needs_during_a_canary(
     at = release.loaded_at
     p99 = release.prometheus.values(f"histogram_quantile(0.99, sum by (le) (rate({queries.QUEUE_WAIT}_bucket"
                                     f"{{{queries.MODEL}}}[{queries.ANALYSIS_WINDOW}])))", at)[0]
-    assert BATCH_WAIT_MS / 1000 < p99 < 2 * OBSERVABILITY.queue_wait_slo_ms / 1000, "the scenario: near the objective"
+    # The scenario: the pods batch (every request waits its 30 ms at least), so p99/objective is over
+    # 1/3, where the ceilings below tell four replicas' ask from six's. A busy runner only raises it.
+    assert p99 > BATCH_WAIT_MS / 1000, "the scenario: pods batching"
     pressure = p99 / (OBSERVABILITY.queue_wait_slo_ms / 1000)
     [reporting] = release.prometheus.values(f"count({queries.INFLIGHT}{{{queries.MODEL}}})", at)
     assert reporting == AVAILABLE
