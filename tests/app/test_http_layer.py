@@ -264,13 +264,14 @@ def test_a_client_that_does_not_read_stops_getting_answers(patient_server: Serve
     assert statuses(b"".join(chunks)) == [200] * requests
 
 
-def worker_holds(connection: socket.socket) -> bool:
-    """Whether the worker still holds its end of `connection`: its socket there is ESTABLISHED
-    (state 01 in /proc/net/tcp). Once the worker lets go, that end is closing (its last answers and
-    a FIN wait in the kernel for the client to read them) or gone (reset): this end cannot tell
-    until it reads, and reading would let the worker go on."""
-    client_ip, client_port = connection.getsockname()
-    server_ip, server_port = connection.getpeername()
+def worker_holds(client: tuple[str, int], server: tuple[str, int]) -> bool:
+    """Whether the worker still holds its end of the connection from `client` to `server`: its
+    socket there is ESTABLISHED (state 01 in /proc/net/tcp). Once the worker lets go, that end is
+    closing (its last answers and a FIN wait in the kernel for the client to read them) or gone
+    (reset): the client's end cannot tell until it reads, and reading would let the worker go on.
+    The addresses are taken while connected: after a reset the client's socket no longer knows
+    its peer."""
+    (client_ip, client_port), (server_ip, server_port) = client, server
 
     def address(ip: str, port: int) -> str:  # /proc/net/tcp's hex: 127.0.0.1:8080 is 0100007F:1F90
         return f"{socket.inet_aton(ip)[::-1].hex().upper()}:{port:04X}"
@@ -288,12 +289,13 @@ def test_a_client_that_never_reads_is_dropped_at_the_deadline(small_server: Serv
         stubborn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         stubborn.connect(("127.0.0.1", small_server.port))
         stubborn.settimeout(10)
+        ends = stubborn.getsockname(), stubborn.getpeername()
         with contextlib.suppress(OSError):  # already dropped
             stubborn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
         # Wait, without reading, for the worker to let go of the connection: 2 s after it stopped
         # answering. A worker that keeps it (and its buffer) for a client that never reads fails here.
         deadline = time.monotonic() + 30
-        while worker_holds(stubborn):
+        while worker_holds(*ends):
             assert time.monotonic() < deadline, "the worker still holds a client that never reads"
             time.sleep(0.05)
         stubborn.settimeout(STALL_S)
