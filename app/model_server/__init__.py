@@ -1,10 +1,11 @@
-"""A fast, safe Open Inference Protocol (KServe V2) server for one scikit-learn model."""
+"""A fast, safe Open Inference Protocol (KServe V2) server for one model: scikit-learn, XGBoost, LightGBM or ONNX."""
 
 import os
 
-# Workers are the unit of parallelism; numeric libraries stay single-threaded (and a BLAS
-# thread pool forked mid-operation can deadlock). Set here, before any module of the package
-# can import numpy.
+# Workers are the unit of parallelism; numeric libraries stay single-threaded in the supervisor
+# (a BLAS or OpenMP thread pool made before fork deadlocks the workers); each runtime sets its
+# library's threads per worker after the fork (MODEL_THREADS). Set here, before any module of the
+# package can import numpy.
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 

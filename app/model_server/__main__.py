@@ -158,9 +158,13 @@ def serve(settings: ServerSettings) -> int:
         return 1
     # The port actually bound: MODEL_PORT=0 asks the kernel for a free one, and this line says which.
     bound_port = listener.getsockname()[1]
-    log_event("model_loaded", model=model.name, version=model.version, sha256=model.sha256,
-              load_ms=round(model.load_seconds * 1000, 1), features=model.n_features, outputs=list(model.outputs),
-              workers=settings.workers, listen=f"{settings.host}:{bound_port}")
+    runtime = model.runtime
+    device = {"device": runtime.device, **({"device_reason": runtime.device_reason} if runtime.device_reason else {})}
+    log_event("model_loaded", model=model.name, version=model.version, sha256=model.sha256, runtime=runtime.kind,
+              **device, load_ms=round(model.load_seconds * 1000, 1), features=model.n_features,
+              inputs=[spec.name for spec in model.inputs], outputs=list(model.outputs), workers=settings.workers,
+              threads=model.threads, max_batch_size=model.max_batch_size,
+              max_batch_wait_ms=model.max_batch_wait_s * 1000, listen=f"{settings.host}:{bound_port}")
     if settings.workers == 1:
         run_worker(settings, model, listener)
         return 0

@@ -32,6 +32,7 @@ from model_server.logs import AccessLog, PredictionLog
 from model_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from model_server.metrics import Metrics
 from model_server.model import Model
+from model_server.runtimes.base import Inputs
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -82,9 +83,10 @@ class ModelApp:
         self._metadata = orjson.dumps({
             "name": model.name,
             "versions": [model.version],
-            "platform": "sklearn",
-            "inputs": [model.input.metadata()],
+            "platform": model.runtime.platform,
+            "inputs": [spec.metadata() for spec in model.inputs],
             "outputs": [spec.metadata() for spec in model.outputs.values()],
+            "parameters": {"runtime": model.runtime.kind, "device": model.runtime.device},
         })
         self._server_metadata = orjson.dumps({"name": "model-server", "version": __version__,
                                               "extensions": EXTENSIONS})
@@ -176,19 +178,20 @@ class ModelApp:
                 return body, JSON, None
             return body, BINARY, {protocol.BINARY_HEADER: str(header_size)}
 
-        self._predict(request, connection, "infer", decoded.id, decoded.rows, frozenset(decoded.outputs), answer)
+        self._predict(request, connection, "infer", decoded.id, decoded.inputs, frozenset(decoded.outputs), answer)
 
     def _v1_predict(self, request: Request, connection: Connection) -> None:
         self._check_body_type(request)
-        rows = protocol.decode_v1(self.model, request.body)
-        self._predict(request, connection, "v1_predict", None, rows, frozenset({"predict"}),
-                      lambda results: (protocol.encode_v1(results["predict"]), JSON, None))
+        inputs = protocol.decode_v1(self.model, request.body)
+        output = self.model.runtime.v1_output
+        self._predict(request, connection, "v1_predict", None, inputs, frozenset({output}),
+                      lambda results: (protocol.encode_v1(results[output]), JSON, None))
 
     def _predict(self, request: Request, connection: Connection, endpoint: str, request_id: str | None,
-                 rows: np.ndarray, outputs: frozenset[str],
+                 inputs: Inputs, outputs: frozenset[str],
                  answer: Callable[[dict[str, np.ndarray]], tuple[bytes, str, dict[str, str] | None]]) -> None:
-        """Queue the rows for a batch; when it is done, log a sample and answer with `answer`'s encoding."""
-        future = self.batcher.submit(rows, outputs)
+        """Queue the inputs for a batch; when it is done, log a sample and answer with `answer`'s encoding."""
+        future = self.batcher.submit(inputs, outputs)
         self.metrics.inflight.inc()
 
         def done(_: object) -> None:
@@ -196,7 +199,7 @@ class ModelApp:
             try:
                 results = future.result()
                 body, content_type, headers = answer(results)
-                self._log_prediction(request_id, rows, results)
+                self._log_prediction(request_id, inputs, results)
                 self._finish(request, connection, endpoint, 200, body, content_type, headers)
             except Exception as error:  # as in handle: the model's failures are answered the same way
                 self._answer_error(request, connection, endpoint, error)
@@ -215,9 +218,11 @@ class ModelApp:
         if encoding != "identity":
             raise UnsupportedMediaType(f"Content-Encoding {encoding} is not accepted; send the body uncompressed")
 
-    def _log_prediction(self, request_id: str | None, rows: np.ndarray, results: dict[str, np.ndarray]) -> None:
+    def _log_prediction(self, request_id: str | None, inputs: Inputs, results: dict[str, np.ndarray]) -> None:
         if self.prediction_log.sampled():
-            self.prediction_log.write(self.model.name, self.model.version, request_id, rows, results)
+            # One input is logged as its array, as before there were models of several.
+            logged = next(iter(inputs.values())) if len(inputs) == 1 else inputs
+            self.prediction_log.write(self.model.name, self.model.version, request_id, logged, results)
 
     def _answer_error(self, request: Request, connection: Connection, endpoint: str, error: Exception) -> None:
         """The one place a failure becomes an answer: a ServerError with its status and message, anything

@@ -2,7 +2,9 @@
 
 Requests parsed in the same event-loop iteration are flushed together at the end of it
 (no added latency); with MODEL_MAX_BATCH_WAIT_MS > 0 a request may wait that long for
-company. A full batch flushes at once. Each caller gets exactly its own rows back.
+company. A full batch flushes at once. Each input is concatenated across the requests of a
+batch (rows are every tensor's first dimension), and each caller gets exactly its own rows of
+every output back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from model_server.errors import BadRequest, ServerError
+from model_server.runtimes.base import Inputs
 
 
 class Predictor(Protocol):
@@ -24,12 +27,13 @@ class Predictor(Protocol):
 
     name: str
 
-    def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]: ...
+    def predict(self, inputs: Inputs, outputs: frozenset[str]) -> dict[str, np.ndarray]: ...
 
 
 @dataclass
 class _Pending:
-    rows: np.ndarray
+    inputs: Inputs
+    rows: int
     outputs: frozenset[str]
     future: asyncio.Future[dict[str, np.ndarray]]
     enqueued: float = field(default_factory=time.perf_counter)
@@ -51,10 +55,11 @@ class Batcher:
         self._pending_rows = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
 
-    def submit(self, rows: np.ndarray, outputs: frozenset[str]) -> asyncio.Future[dict[str, np.ndarray]]:
+    def submit(self, inputs: Inputs, outputs: frozenset[str]) -> asyncio.Future[dict[str, np.ndarray]]:
         future: asyncio.Future[dict[str, np.ndarray]] = self.loop.create_future()
-        self._pending.append(_Pending(rows, outputs, future))
-        self._pending_rows += len(rows)
+        rows = len(next(iter(inputs.values())))
+        self._pending.append(_Pending(inputs, rows, outputs, future))
+        self._pending_rows += rows
         if self._pending_rows >= self.max_batch_size:
             self._reschedule(self.loop.call_soon(self._flush))
         elif self._scheduled is None:
@@ -71,10 +76,10 @@ class Batcher:
         """Whole requests, in arrival order, up to max_batch_size rows (a bigger request goes alone)."""
         batch: list[_Pending] = []
         rows = 0
-        while self._pending and (not batch or rows + len(self._pending[0].rows) <= self.max_batch_size):
+        while self._pending and (not batch or rows + self._pending[0].rows <= self.max_batch_size):
             item = self._pending.popleft()
             batch.append(item)
-            rows += len(item.rows)
+            rows += item.rows
         self._pending_rows -= rows
         return batch
 
@@ -96,11 +101,14 @@ class Batcher:
 
     def _run(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
-        self.observe(sum(len(item.rows) for item in batch), [started - item.enqueued for item in batch])
-        rows = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
+        self.observe(sum(item.rows for item in batch), [started - item.enqueued for item in batch])
+        if len(batch) == 1:  # alone: its outputs are all its own, whatever their shapes
+            self._predict_alone(batch[0])
+            return
+        inputs = {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
         outputs = frozenset().union(*(item.outputs for item in batch))
         try:
-            results = self.model.predict(rows, outputs)
+            results = self.model.predict(inputs, outputs)
         except Exception:
             # One bad request must not fail its neighbours: retry each alone to find it.
             for item in batch:
@@ -108,14 +116,16 @@ class Batcher:
             return
         offset = 0
         for item in batch:
-            end = offset + len(item.rows)
+            end = offset + item.rows
             item.future.set_result({name: results[name][offset:end] for name in item.outputs})
             offset = end
 
     def _predict_alone(self, item: _Pending) -> None:
         try:
-            item.future.set_result(self.model.predict(item.rows, item.outputs))
-        except ValueError as error:  # scikit-learn's way of rejecting an input
-            item.future.set_exception(BadRequest(f"inputs[0].data: model '{self.model.name}' rejected it: {error}"))
+            results = self.model.predict(item.inputs, item.outputs)
+            item.future.set_result({name: results[name] for name in item.outputs})
+        except ValueError as error:  # how every runtime says the library refused the input
+            where = "inputs[0].data" if len(item.inputs) == 1 else "inputs"
+            item.future.set_exception(BadRequest(f"{where}: model '{self.model.name}' rejected it: {error}"))
         except Exception as error:
             item.future.set_exception(ServerError(f"model '{self.model.name}' failed: {type(error).__name__}"))

@@ -6,7 +6,7 @@
 It runs inside the built image, so the artifact is judged with the image's exact libraries and
 the server's own loader: it is read from MODEL_PATH and must match MODEL_SHA256, as when the
 server starts. The gate predicts the evaluation set named by the thresholds file in one batch,
-reads the `predict` output, and fails when
+reads the output the thresholds name (`predict` unless `output` says another), and fails when
 
 - a metric of the model's kind is below its floor (accuracy for a classifier), or
 - more than `max_changed_share` of the predictions differ from those of the previously deployed
@@ -78,7 +78,7 @@ def classes_differ(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
 
 
 # Another kind (a regressor, with its own metrics and a tolerance in `differs`) is one more
-# entry here: the gate itself only loads, predicts a batch and reads the `predict` output.
+# entry here: the gate itself only loads, predicts a batch and reads one output.
 KINDS: dict[str, ModelKind] = {
     "classifier": ModelKind(metrics={"accuracy": Metric(accuracy, 0.0, 1.0)}, differs=classes_differ),
 }
@@ -95,6 +95,9 @@ class Thresholds(BaseModel):
     kind: str = Field(description="What the model predicts; decides the metrics a floor can be set on.")
     features: list[str] = Field(min_length=1, description="The input columns, in the order the model takes them.")
     label: str = Field(min_length=1, description="The column holding the expected output.")
+    input: str | None = Field(None, min_length=1, description="The model input the features go to; default: "
+                                                              "the model's only input.")
+    output: str = Field("predict", min_length=1, description="The model output compared with the label.")
     floors: dict[str, float] = Field(min_length=1, description="The lowest acceptable value of each metric.")
     max_changed_share: float = Field(
         ge=0, le=1, description="The largest share of predictions that may differ from the deployed artifact's; "
@@ -188,16 +191,28 @@ class Artifact:
     name: str
 
 
-def predict(artifact: Artifact, eval_set: EvalSet) -> np.ndarray:
+def predict(artifact: Artifact, eval_set: EvalSet, thresholds: Thresholds) -> np.ndarray:
     try:
         model = load_model(artifact.settings)
     except ModelLoadError as error:  # its message names the file and the reason, as the server's does
         raise Refused(str(error)) from None
-    if model.n_features != eval_set.rows.shape[1]:
-        raise Refused(f"{artifact.name} takes {model.n_features} features, but {eval_set.path} "
+    inputs = {spec.name: spec for spec in model.inputs}
+    if thresholds.input is None and len(inputs) != 1:
+        raise Refused(f"{artifact.name} takes {len(inputs)} inputs ({', '.join(inputs)}): name the one the features "
+                      "go to with 'input' in the thresholds file")
+    spec = inputs.get(thresholds.input) if thresholds.input is not None else model.inputs[0]
+    if spec is None:
+        raise Refused(f"{artifact.name} has no input {thresholds.input!r}; its inputs are {', '.join(inputs)}")
+    if thresholds.output not in model.outputs:
+        raise Refused(f"{artifact.name} has no output {thresholds.output!r}; its outputs are "
+                      f"{', '.join(model.outputs)} ('output' in the thresholds file)")
+    if spec.features != eval_set.rows.shape[1]:
+        raise Refused(f"{artifact.name} takes {spec.features} features, but {eval_set.path} "
                       f"gives {eval_set.rows.shape[1]}")
     try:
-        predicted = model.predict(eval_set.rows, frozenset({"predict"}))["predict"]
+        model.warm_up()  # what a worker does before serving (an ONNX model creates its session here)
+        rows = eval_set.rows.astype(spec.dtype)
+        predicted = model.predict({spec.name: rows}, frozenset({thresholds.output}))[thresholds.output]
     except Exception as error:  # whatever the estimator raises, the artifact cannot serve this data
         raise Refused(f"{artifact.name} cannot predict {eval_set.path}: {type(error).__name__}: {error}") from None
     if predicted.shape != (len(eval_set.rows),):
@@ -274,7 +289,7 @@ def judge(thresholds_path: Path, current: Artifact, previous: Previous | None) -
     eval_set = read_eval_set(thresholds_path.parent / thresholds.eval_set, thresholds, thresholds_path)
     kind = KINDS[thresholds.kind]
     try:
-        predicted = predict(current, eval_set)
+        predicted = predict(current, eval_set, thresholds)
         expected = expected_outputs(eval_set, predicted, thresholds.label)
     except Refused as error:
         return [str(error)]
@@ -293,7 +308,8 @@ def judge(thresholds_path: Path, current: Artifact, previous: Previous | None) -
         print(f"gate: max_changed_share is 1 ({thresholds_path}): predictions are not compared with {previous.name}")
     else:
         try:
-            before = predict(previous_artifact(current.settings, previous.path, previous.name), eval_set)
+            before = predict(previous_artifact(current.settings, previous.path, previous.name), eval_set,
+                             thresholds)
         except Refused as error:
             return [*failures, f"cannot compare with {previous.name}: {error}"]
         changed = int(np.count_nonzero(kind.differs(predicted, before)))

@@ -72,12 +72,12 @@ class PredictionLog:
     def sampled(self) -> bool:
         return self._file is not None and random.random() < self.sample_rate
 
-    def write(self, model: str, version: str, request_id: str | None, rows: np.ndarray,
+    def write(self, model: str, version: str, request_id: str | None, inputs: np.ndarray | dict[str, np.ndarray],
               outputs: dict[str, np.ndarray]) -> None:
         if self._file is None:
             return
         self._file.write(orjson.dumps(
-            {"ts": time.time(), "model": model, "version": version, "id": request_id, "inputs": rows,
+            {"ts": time.time(), "model": model, "version": version, "id": request_id, "inputs": inputs,
              "outputs": {name: value if value.dtype.kind in "biuf" else value.tolist()
                          for name, value in outputs.items()}},
             option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")

@@ -49,8 +49,8 @@ class Metrics:
                               multiprocess_mode="livesum")
         self.load_seconds = Gauge("model_server_model_load_seconds", "Time to read, verify and deserialize the model",
                                   multiprocess_mode="max")
-        self.model_info = Gauge("model_server_model_info", "The model being served", ["name", "version", "sha256"],
-                                multiprocess_mode="max")
+        self.model_info = Gauge("model_server_model_info", "The model being served, its runtime and its device",
+                                ["name", "version", "sha256", "runtime", "device"], multiprocess_mode="max")
         self._request_children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
         # The inference answers a canary is judged by exist from the start, at 0: a 5xx then shows as a

@@ -1,71 +1,63 @@
-"""The model contract: load an artifact safely, describe its tensors, predict.
+"""Loading the model: read the artifact once, verify it, and hand those bytes to its runtime.
 
-Loading reads the file once, checks those exact bytes against the pinned sha256 and
-deserializes the same bytes (no window in which another file could be read). A pickle
-runs code when loaded, so an unpinned artifact is refused unless local development is
-declared explicitly; a skops artifact only instantiates types we trust, taken from the
-server's settings and never from the artifact.
+Loading reads the file once, checks those exact bytes against the pinned sha256 and gives the same
+bytes to the runtime (no window in which another file could be read). A pickle runs code when
+loaded, so an unpinned artifact is refused unless local development is declared explicitly. What
+each runtime checks besides (versions, trusted types, devices) is in its module, runtimes/*.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import os
 import time
-import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import joblib
 import numpy as np
-import sklearn
-from sklearn.exceptions import InconsistentVersionWarning
 
-from model_server.datatypes import datatype_of
-from model_server.errors import BadRequest, ModelLoadError
+from model_server import runtimes
+from model_server.errors import ModelLoadError
+from model_server.runtimes.base import Inputs, InputSpec, LoadOptions, Runtime, TensorSpec
 from model_server.settings import ServerSettings
 
-PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib"}
-SKOPS_SUFFIXES = {".skops"}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    datatype: str
-    shape: list[int]
-
-    def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+# Batching defaults. On a CPU a batch costs about its rows, so nothing waits; a GPU's cost barely
+# grows with rows, so requests wait a little to fill bigger batches. Provisional: no GPU was at hand
+# to measure them (bench/gpu_check.sh reports the figures that should replace them).
+CPU_BATCH = (1024, 0.0)
+GPU_BATCH = (8192, 2.0)  # rows, milliseconds
 
 
 @dataclass
 class Model:
-    """A loaded estimator and what the protocol needs to know about it."""
+    """A loaded runtime and what the server says about it."""
 
     name: str
     version: str
     sha256: str
-    estimator: Any
-    n_features: int
-    allows_nan: bool
+    runtime: Runtime
     load_seconds: float
-    outputs: dict[str, TensorSpec] = field(default_factory=dict)
+    max_batch_size: int
+    max_batch_wait_s: float
+    threads: int
 
     @property
-    def input(self) -> TensorSpec:
-        return TensorSpec("input-0", "FP64", [-1, self.n_features])
+    def inputs(self) -> list[InputSpec]:
+        return self.runtime.inputs
 
-    def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
-        """Run the estimator on a (n, n_features) float64 array for the requested outputs."""
-        results: dict[str, np.ndarray] = {}
-        for name in outputs:
-            results[name] = np.asarray(getattr(self.estimator, name)(rows))
-        return results
+    @property
+    def outputs(self) -> dict[str, TensorSpec]:
+        return self.runtime.outputs
+
+    @property
+    def n_features(self) -> int | None:
+        """Values per row of a model taking one [rows, features] tensor, else None."""
+        return self.inputs[0].features if len(self.inputs) == 1 else None
+
+    def predict(self, inputs: Inputs, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        return self.runtime.predict(inputs, outputs)
 
     def warm_up(self) -> None:
-        """One real prediction, so the first request does not pay for lazy initialisation."""
-        self.predict(np.zeros((1, self.n_features)), frozenset(self.outputs))
+        self.runtime.warm_up()
 
 
 def read_artifact(settings: ServerSettings) -> tuple[bytes, str]:
@@ -84,86 +76,23 @@ def read_artifact(settings: ServerSettings) -> tuple[bytes, str]:
     return data, digest
 
 
-def artifact_format(settings: ServerSettings) -> str:
-    if settings.format != "auto":
-        return settings.format
-    suffix = settings.path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        return "pickle"
-    if suffix in SKOPS_SUFFIXES:
-        return "skops"
-    raise ModelLoadError(
-        f"cannot tell the format of {settings.path} from its extension; use one of "
-        f"{', '.join(sorted(PICKLE_SUFFIXES | SKOPS_SUFFIXES))} or set MODEL_FORMAT=pickle|skops")
-
-
-def deserialize(data: bytes, settings: ServerSettings) -> Any:
-    fmt = artifact_format(settings)
-    with warnings.catch_warnings():
-        # A model pickled by another scikit-learn version may predict differently: refuse it.
-        warnings.simplefilter("error", InconsistentVersionWarning)
-        try:
-            if fmt == "skops":
-                # Imported only for skops artifacts: it loads every type it trusts (about half of
-                # scikit-learn), which would add most of a second to every pickle server's start.
-                import skops.io
-
-                untrusted = [t for t in skops.io.get_untrusted_types(data=data)
-                             if t not in settings.skops_trusted_types]
-                if untrusted:
-                    raise ModelLoadError(
-                        f"skops artifact {settings.path} contains types that are not trusted: {', '.join(untrusted)}; "
-                        "if you trust them, list them in MODEL_SKOPS_TRUSTED_TYPES (a JSON list)")
-                return skops.io.loads(data, trusted=list(settings.skops_trusted_types) or None)
-            return joblib.load(io.BytesIO(data))
-        except InconsistentVersionWarning as warning:
-            raise ModelLoadError(
-                f"model file {settings.path} was saved with scikit-learn {warning.original_sklearn_version}, "
-                f"this server runs {sklearn.__version__}: retrain the model or build the image with "
-                f"scikit-learn=={warning.original_sklearn_version}") from None
-        except ModelLoadError:
-            raise
-        except Exception as error:  # any failure to deserialize means the artifact is unusable
-            raise ModelLoadError(
-                f"model file {settings.path} is truncated or corrupt ({type(error).__name__}: {error})") from None
-
-
-def _accepts_nan(estimator: Any, n_features: int) -> bool:
-    """Some estimators handle missing values (HistGradientBoosting); most raise on NaN."""
-    try:
-        estimator.predict(np.full((1, n_features), np.nan))
-    except ValueError:
-        return False
-    return True
+def threads_per_worker(settings: ServerSettings) -> int:
+    """Library threads per worker: MODEL_THREADS, else the CPUs shared out so workers x threads <= CPUs."""
+    return settings.threads or max(1, len(os.sched_getaffinity(0)) // settings.workers)
 
 
 def load_model(settings: ServerSettings) -> Model:
     started = time.perf_counter()
     data, digest = read_artifact(settings)
-    estimator = deserialize(data, settings)
-    if not callable(getattr(estimator, "predict", None)):
-        raise ModelLoadError(f"model file {settings.path} holds a {type(estimator).__name__}, which has no predict()")
-    n_features = getattr(estimator, "n_features_in_", None)
-    if not isinstance(n_features, int):
-        raise ModelLoadError(
-            f"model file {settings.path} holds an estimator without n_features_in_ (not fitted, or fitted by "
-            "scikit-learn < 1.0): the server cannot validate inputs against it")
-    model = Model(
-        name=settings.name, version=settings.version, sha256=digest, estimator=estimator, n_features=n_features,
-        allows_nan=_accepts_nan(estimator, n_features), load_seconds=0.0)
-    probe = np.zeros((1, n_features))
-    for output in ("predict", "predict_proba"):
-        if hasattr(estimator, output):
-            result = np.asarray(getattr(estimator, output)(probe))
-            model.outputs[output] = TensorSpec(output, datatype_of(result), [-1, *result.shape[1:]])
-    model.load_seconds = time.perf_counter() - started
-    return model
-
-
-def validate_rows(model: Model, rows: np.ndarray, where: str) -> None:
-    """Reject values the estimator cannot take, naming the field (a client error, never a 500)."""
-    if model.allows_nan:
-        if np.isinf(rows).any():
-            raise BadRequest(f"{where}: contains infinite values, which model '{model.name}' cannot take")
-    elif not np.isfinite(rows).all():
-        raise BadRequest(f"{where}: contains NaN or infinite values, which model '{model.name}' cannot take")
+    fmt = runtimes.artifact_format(settings.path, settings.format, data)
+    threads = threads_per_worker(settings)
+    options = LoadOptions(path=settings.path, device=settings.device, threads=threads,
+                          skops_trusted_types=tuple(settings.skops_trusted_types))
+    runtime = runtimes.load(data, fmt, settings.format != "auto", options)
+    default_size, default_wait_ms = GPU_BATCH if runtime.device == "cuda" else CPU_BATCH
+    # A model whose tensors do not all have rows first (and fixed other dimensions) predicts one request at a time.
+    max_batch_size = (settings.max_batch_size or default_size) if runtime.batchable else 1
+    wait_ms = default_wait_ms if settings.max_batch_wait_ms is None else settings.max_batch_wait_ms
+    return Model(name=settings.name, version=settings.version, sha256=digest, runtime=runtime,
+                 load_seconds=time.perf_counter() - started, max_batch_size=max_batch_size,
+                 max_batch_wait_s=wait_ms / 1000, threads=threads)

@@ -1,9 +1,14 @@
 """Open Inference Protocol (KServe V2) and KServe V1 bodies: decode and validate, encode.
 
-Decoding turns a body into a (rows, n_features) float64 array the model can take, or
-raises BadRequest naming the field and what was expected. Encoding supports JSON and
-the binary tensor extension the Triton/KServe HTTP clients use by default
+Decoding turns a body into one array per model input, each of the dtype its runtime takes, or
+raises BadRequest naming the field and what was expected. A model of one unnamed tabular input
+(scikit-learn, XGBoost, LightGBM) takes a tensor of any name, V1 `instances` too; a model that
+names its inputs (ONNX) must be sent each of them by name, of its own datatype. Encoding supports
+JSON and the binary tensor extension the Triton/KServe HTTP clients use by default
 (https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md).
+
+FP16 is taken only as binary data, as KServe takes it. BF16 is refused: numpy has no bfloat16
+type, and neither MLServer nor KServe takes it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import orjson
 
 from model_server.datatypes import BYTES, NUMERIC_DTYPES, datatype_of
 from model_server.errors import BadRequest
-from model_server.model import Model, validate_rows
+from model_server.model import Model
+from model_server.runtimes.base import Inputs, InputSpec
 
 BINARY_HEADER = "inference-header-content-length"
 # JSON values of these kinds may appear in a tensor of each datatype.
@@ -27,7 +33,7 @@ _JSON_KINDS = {"BOOL": "b", "FP16": "iuf", "FP32": "iuf", "FP64": "iuf"}
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
-    rows: np.ndarray
+    inputs: Inputs  # by the model's input names
     outputs: dict[str, bool]  # output name → send as binary data
 
 
@@ -74,31 +80,149 @@ def _binary_tensor(chunk: memoryview, datatype: str, count: int, where: str) -> 
     return np.frombuffer(chunk, dtype=dtype)
 
 
-def _as_rows(model: Model, array: np.ndarray, shape: list[int], where: str) -> np.ndarray:
-    """Check the declared shape against the model and the data, and return float64 rows."""
+def validate_values(model: Model, spec: InputSpec, values: np.ndarray, where: str) -> None:
+    """Reject values the model cannot take, naming the field (a client error, never a 500)."""
+    if values.dtype.kind != "f" or (spec.nan_ok and spec.inf_ok):
+        return
+    if spec.nan_ok:
+        if np.isinf(values).any():
+            raise BadRequest(f"{where}: contains infinite values, which model '{model.name}' cannot take")
+    elif not np.isfinite(values).all():
+        raise BadRequest(f"{where}: contains NaN or infinite values, which model '{model.name}' cannot take")
+
+
+def _as_input(model: Model, spec: InputSpec, array: np.ndarray, shape: list[int], where: str) -> np.ndarray:
+    """Check the data against the declared shape, and return it in the dtype the model takes."""
     expected = math.prod(shape)
     if array.size != expected:
         raise BadRequest(f"{where}: shape {shape} needs {expected} values, data has {array.size}")
     if array.ndim > 1 and list(array.shape) != shape:
         raise BadRequest(f"{where}: nested data has shape {list(array.shape)}, but shape says {shape}")
-    rows = array.reshape(shape).astype(np.float64, copy=False)  # _check_shape made it [rows, features]
-    validate_rows(model, rows, f"{where}.data")
-    return rows
+    values = array.reshape(shape).astype(spec.dtype, copy=False)
+    validate_values(model, spec, values, f"{where}.data")
+    return values
 
 
-def _check_shape(model: Model, declared: Any, where: str) -> list[int]:
-    features = model.n_features
+def _fits(wanted: list[int], shape: list[int]) -> bool:
+    """The shape has the wanted rank, and the wanted size in each dimension that is not dynamic (-1)."""
+    return len(shape) == len(wanted) and all(want in (-1, got) for want, got in zip(wanted, shape, strict=True))
+
+
+def _check_shape(model: Model, spec: InputSpec, declared: Any, where: str) -> list[int]:
     # bool is an int to Python, not to the protocol.
     if not isinstance(declared, list) or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in declared):
         raise BadRequest(f"{where}.shape: expected a list of non-negative integers, got {declared!r}")
-    shape: list[int] = [1, *declared] if len(declared) == 1 else declared
-    if len(shape) != 2 or shape[1] != features:
-        raise BadRequest(f"{where}.shape: model '{model.name}' takes [rows, {features}] "
-                         f"({features} features per row), got {shape}")
-    if shape[0] == 0:
+    features = spec.features
+    if features is not None and not model.runtime.names_inputs:  # one tabular input; [features] is one row
+        shape: list[int] = [1, *declared] if len(declared) == 1 else declared
+        if len(shape) != 2 or shape[1] != features:
+            raise BadRequest(f"{where}.shape: model '{model.name}' takes [rows, {features}] "
+                             f"({features} features per row), got {shape}")
+    else:
+        shape = declared
+        if not _fits(spec.shape, shape):
+            raise BadRequest(f"{where}.shape: input '{spec.name}' of model '{model.name}' takes {spec.shape} "
+                             f"(-1: any size), got {shape}")
+    if shape and shape[0] == 0:
         raise BadRequest(f"{where}.shape: the tensor has no rows")
     return shape
+
+
+def _check_datatype(model: Model, spec: InputSpec, tensor: dict[str, Any], where: str) -> str:
+    datatype: str = _field(tensor, "datatype", str, where)
+    if datatype in spec.accepts:
+        return datatype
+    if datatype == "BF16":
+        raise BadRequest(f"{where}.datatype: BF16 is not taken (numpy has no bfloat16 type); send FP32, "
+                         "or FP16 as binary data")
+    if len(spec.accepts) > 1:
+        raise BadRequest(f"{where}.datatype: model '{model.name}' takes numbers "
+                         f"({', '.join(spec.accepts)}), got {datatype!r}")
+    raise BadRequest(f"{where}.datatype: input '{spec.name}' of model '{model.name}' is {spec.datatype}, "
+                     f"got {datatype!r}")
+
+
+class _BinaryData:
+    """The body's bytes after the JSON header, handed out in order to the inputs that declare
+    parameters.binary_data_size (the binary tensor extension's layout); the last of them must take
+    exactly what is left."""
+
+    def __init__(self, view: memoryview, tensors: list[Any]) -> None:
+        self.view = view
+        self.offset = 0
+        self.declared = sum(1 for tensor in tensors if isinstance(tensor, dict) and isinstance(
+            parameters := tensor.get("parameters"), dict) and parameters.get("binary_data_size") is not None)
+
+    def take(self, size: int, where: str) -> memoryview:
+        left = len(self.view) - self.offset
+        self.declared -= 1
+        if size > left or (self.declared == 0 and size != left):
+            before = " and the inputs before it" if self.offset else ""
+            raise BadRequest(f"{where}.parameters.binary_data_size: says {size} bytes, the body carries {left} "
+                             f"after the JSON header{before}")
+        chunk = self.view[self.offset:self.offset + size]
+        self.offset += size
+        return chunk
+
+    def check_all_taken(self) -> None:
+        if self.offset != len(self.view):  # only when no input declared binary data
+            raise BadRequest(f"body: {len(self.view)} bytes of binary data, but no input declares binary_data_size")
+
+
+def _decode_tensor(model: Model, spec: InputSpec, tensor: dict[str, Any], binary: _BinaryData,
+                   where: str) -> np.ndarray:
+    datatype = _check_datatype(model, spec, tensor, where)
+    shape = _check_shape(model, spec, tensor.get("shape"), where)
+    parameters = tensor.get("parameters") or {}
+    binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if binary_size is not None:
+        if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size < 0:
+            raise BadRequest(f"{where}.parameters.binary_data_size: expected a non-negative integer")
+        array = _binary_tensor(binary.take(binary_size, where), datatype, math.prod(shape), where)
+    else:
+        if "data" not in tensor:
+            raise BadRequest(f"{where}.data: missing (or give parameters.binary_data_size)")
+        if datatype == "FP16":
+            raise BadRequest(f"{where}.data: FP16 is taken only as binary data (parameters.binary_data_size), "
+                             "as KServe takes it")
+        array = _json_tensor(tensor["data"], datatype, where)
+    return _as_input(model, spec, array, shape, where)
+
+
+def _tensor_object(tensor: Any, where: str) -> dict[str, Any]:
+    if not isinstance(tensor, dict):
+        raise BadRequest(f"{where}: expected an object with name, shape, datatype and data")
+    return tensor
+
+
+def _decode_named(model: Model, tensors: list[Any], binary: _BinaryData) -> Inputs:
+    """Every input of a model that names them, each once, by name."""
+    specs = {spec.name: spec for spec in model.inputs}
+    decoded: Inputs = {}
+    first_rows: tuple[str, int] | None = None
+    for index, tensor in enumerate(tensors):
+        where = f"inputs[{index}]"
+        name = _field(_tensor_object(tensor, where), "name", str, where)
+        spec = specs.get(name)
+        if spec is None:
+            raise BadRequest(f"{where}.name: model '{model.name}' has no input {name!r}; its inputs are "
+                             f"{', '.join(specs)}")
+        if name in decoded:
+            raise BadRequest(f"{where}.name: input {name!r} is given twice")
+        array = decoded[name] = _decode_tensor(model, spec, tensor, binary, where)
+        if model.runtime.batchable and array.ndim:
+            if first_rows is None:
+                first_rows = (where, len(array))
+            elif len(array) != first_rows[1]:
+                raise BadRequest(f"{where}.shape: {len(array)} rows, but {first_rows[0]} has {first_rows[1]}: the "
+                                 "inputs of one request have the same number of rows")
+    missing = [spec for name, spec in specs.items() if name not in decoded]
+    if missing:
+        listed = ", ".join(f"'{spec.name}' ({spec.datatype} {spec.shape})" for spec in missing)
+        raise BadRequest(f"inputs: model '{model.name}' needs input{'s' if len(missing) > 1 else ''} {listed}, "
+                         "which the request does not give")
+    return decoded
 
 
 def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequest:
@@ -108,44 +232,28 @@ def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequ
         if not 0 < header_length <= len(body):
             raise BadRequest(f"Inference-Header-Content-Length: {header_length} is not within the "
                              f"{len(body)}-byte body")
-        document, binary = _loads(view[:header_length]), view[header_length:]
+        document, binary_view = _loads(view[:header_length]), view[header_length:]
     else:
-        document, binary = _loads(body), view[:0]
+        document, binary_view = _loads(body), view[:0]
     if not isinstance(document, dict):
         raise BadRequest("request body: expected a JSON object with 'inputs'")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("id: expected a string")
-    inputs = _field(document, "inputs", list, "request")
-    if len(inputs) != 1:
-        raise BadRequest(f"inputs: model '{model.name}' takes 1 input tensor of shape [-1, {model.n_features}], "
-                         f"got {len(inputs)}")
-    tensor, where = inputs[0], "inputs[0]"
-    if not isinstance(tensor, dict):
-        raise BadRequest(f"{where}: expected an object with name, shape, datatype and data")
-    _field(tensor, "name", str, where)
-    datatype = _field(tensor, "datatype", str, where)
-    if datatype not in NUMERIC_DTYPES:
-        raise BadRequest(f"{where}.datatype: model '{model.name}' takes numbers "
-                         f"({', '.join(NUMERIC_DTYPES)}), got {datatype!r}")
-    shape = _check_shape(model, tensor.get("shape"), where)
-    parameters = tensor.get("parameters") or {}
-    binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
-    if binary_size is not None:
-        if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size < 0:
-            raise BadRequest(f"{where}.parameters.binary_data_size: expected a non-negative integer")
-        if binary_size != len(binary):
-            raise BadRequest(f"{where}.parameters.binary_data_size: says {binary_size} bytes, "
-                             f"the body carries {len(binary)} after the JSON header")
-        array = _binary_tensor(binary, datatype, math.prod(shape), where)
+    tensors = _field(document, "inputs", list, "request")
+    binary = _BinaryData(binary_view, tensors)
+    if model.runtime.names_inputs:
+        inputs = _decode_named(model, tensors, binary)
     else:
-        if len(binary):
-            raise BadRequest(f"body: {len(binary)} bytes of binary data, but no input declares binary_data_size")
-        if "data" not in tensor:
-            raise BadRequest(f"{where}.data: missing (or give parameters.binary_data_size)")
-        array = _json_tensor(tensor["data"], datatype, where)
-    rows = _as_rows(model, array, shape, where)
-    return InferRequest(request_id, rows, _requested_outputs(model, document))
+        (spec,) = model.inputs
+        if len(tensors) != 1:
+            raise BadRequest(f"inputs: model '{model.name}' takes 1 input tensor of shape {spec.shape}, "
+                             f"got {len(tensors)}")
+        tensor = _tensor_object(tensors[0], "inputs[0]")
+        _field(tensor, "name", str, "inputs[0]")
+        inputs = {spec.name: _decode_tensor(model, spec, tensor, binary, "inputs[0]")}
+    binary.check_all_taken()
+    return InferRequest(request_id, inputs, _requested_outputs(model, document))
 
 
 def _requested_outputs(model: Model, document: dict[str, Any]) -> dict[str, bool]:
@@ -195,20 +303,30 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
     return b"".join([header, *binary_parts]), len(header)
 
 
-def decode_v1(model: Model, body: bytes) -> np.ndarray:
+def decode_v1(model: Model, body: bytes) -> Inputs:
     document = _loads(body)
     if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
         raise BadRequest("instances: expected {\"instances\": [[feature, ...], ...]}")
     instances = document["instances"]
     if not instances:
         raise BadRequest("instances: the list is empty")
-    array = _json_tensor(instances, "FP64", "instances")
-    if array.ndim != 2 or array.shape[1] != model.n_features:
-        raise BadRequest(f"instances: model '{model.name}' takes rows of {model.n_features} numbers, "
+    if len(model.inputs) != 1:
+        raise BadRequest(f"instances: model '{model.name}' takes {len(model.inputs)} inputs "
+                         f"({', '.join(spec.name for spec in model.inputs)}): send them by name with V2 "
+                         f"(/v2/models/{model.name}/infer)")
+    (spec,) = model.inputs
+    array = _json_tensor(instances, spec.datatype, "instances")
+    features = spec.features
+    if features is not None:
+        if array.ndim != 2 or array.shape[1] != features:
+            raise BadRequest(f"instances: model '{model.name}' takes rows of {features} numbers, "
+                             f"got an array of shape {list(array.shape)}")
+    elif not _fits(spec.shape, list(array.shape)):
+        raise BadRequest(f"instances: model '{model.name}' takes instances of shape {spec.shape[1:]}, "
                          f"got an array of shape {list(array.shape)}")
-    rows = array.astype(np.float64, copy=False)
-    validate_rows(model, rows, "instances")
-    return rows
+    values = array.astype(spec.dtype, copy=False)
+    validate_values(model, spec, values, "instances")
+    return {spec.name: values}
 
 
 def encode_v1(predictions: np.ndarray) -> bytes:

@@ -9,16 +9,23 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_server.runtimes import Format
+
 
 class ServerSettings(BaseSettings):
     """Every field is read from the environment variable MODEL_<FIELD> (e.g. MODEL_SHA256)."""
 
     model_config = SettingsConfigDict(env_prefix="MODEL_", frozen=True, extra="ignore")
 
-    path: Path = Field(Path("model.pkl"),
-                       description="Model artifact: a pickle (.pkl/.joblib) or skops (.skops) file.")
-    format: Literal["auto", "pickle", "skops"] = Field(
-        "auto", description="Artifact format; auto decides by file extension.")
+    path: Path = Field(Path("model.pkl"), description=(
+        "Model artifact: scikit-learn pickle (.pkl/.joblib) or skops (.skops), XGBoost (.ubj, .json), LightGBM "
+        "text (.txt), ONNX (.onnx); .bst is XGBoost or LightGBM, told apart by its header."))
+    format: Format | Literal["auto"] = Field(
+        "auto", description="Artifact format (pickle, skops, xgboost, lightgbm, onnx); auto decides by file "
+                            "extension, and by the header for .bst.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs. auto: CUDA only when the container has a GPU and the runtime "
+                            "can use it (else CPU, saying why); cuda: refuse to start unless it can.")
     name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="Model name in URLs.")
     version: str = Field("1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="Model version served.")
     sha256: str | None = Field(
@@ -35,10 +42,16 @@ class ServerSettings(BaseSettings):
     workers: int = Field(
         default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=64,
         description="Worker processes; defaults to the CPUs this process may run on.")
-    max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows coalesced into one predict call.")
-    max_batch_wait_ms: float = Field(
-        0.0, ge=0, le=1000,
-        description="How long a request may wait for others to share its batch (0: batch only what arrived together).")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="Library threads per worker (XGBoost nthread, LightGBM num_threads, ONNX "
+                                         "Runtime intra-op threads); default: the CPUs divided by MODEL_WORKERS.")
+    max_batch_size: int | None = Field(
+        None, ge=1, le=65536,
+        description="Most rows coalesced into one predict call; default 1024 on CPU, 8192 on CUDA (provisional).")
+    max_batch_wait_ms: float | None = Field(
+        None, ge=0, le=1000,
+        description="How long a request may wait for others to share its batch (0: batch only what arrived "
+                    "together); default 0 on CPU, 2 on CUDA (provisional).")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
     max_connections: int = Field(
         1024, ge=1, le=65536,

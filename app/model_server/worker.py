@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 
-import sklearn
 import uvloop
 
 from model_server.app import ModelApp, error_body
@@ -28,16 +27,13 @@ def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> No
     Connection: close) for `drain_s`, stop accepting, finish what is in flight, exit."""
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    # Every row reaching the model has passed protocol.validate_rows (no infinities; no NaN
-    # unless the model takes them), so scikit-learn need not scan the input again.
-    sklearn.set_config(assume_finite=True)
     model.warm_up()
-    metrics = Metrics(settings.max_batch_size)
+    metrics = Metrics(model.max_batch_size)
     metrics.load_seconds.set(model.load_seconds)
-    metrics.model_info.labels(model.name, model.version, model.sha256).set(1)
+    metrics.model_info.labels(model.name, model.version, model.sha256, model.runtime.kind, model.runtime.device).set(1)
     access_log = AccessLog(settings.access_log)
     prediction_log = PredictionLog(settings.prediction_log_dir, settings.prediction_log_sample_rate)
-    batcher = Batcher(model, settings.max_batch_size, settings.max_batch_wait_ms / 1000, metrics.observe_batch, loop)
+    batcher = Batcher(model, model.max_batch_size, model.max_batch_wait_s, metrics.observe_batch, loop)
     state = ServerState(max_body_bytes=settings.max_body_bytes, request_timeout_s=settings.request_timeout_s,
                         keepalive_timeout_s=settings.keepalive_timeout_s, max_connections=settings.max_connections)
     app = ModelApp(model, batcher, state, metrics, access_log, prediction_log)

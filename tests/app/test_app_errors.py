@@ -57,7 +57,7 @@ class FailingBatcher:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def submit(self, rows: np.ndarray, outputs: frozenset[str]) -> asyncio.Future[dict[str, np.ndarray]]:
+    def submit(self, inputs: dict[str, np.ndarray], outputs: frozenset[str]) -> asyncio.Future[dict[str, np.ndarray]]:
         future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(future.set_exception, self.error)
         return future

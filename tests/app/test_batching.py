@@ -25,14 +25,15 @@ class RecordingModel:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+    def predict(self, inputs: dict[str, np.ndarray], outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        rows = inputs["x"]
         self.calls.append(len(rows))
         if np.isnan(rows).any():
             raise ValueError("Input contains NaN")
         return {name: rows[:, 0] * (2 if name == "double" else 1) for name in outputs}
 
 
-def run_batcher(requests: list[tuple[np.ndarray, frozenset[str]]], max_batch: int = 8,
+def run_batcher(requests: list[tuple[dict[str, np.ndarray], frozenset[str]]], max_batch: int = 8,
                 wait_s: float = 0.0) -> tuple[RecordingModel, list[Any], list[tuple[int, list[float]]]]:
     model = RecordingModel()
     observed: list[tuple[int, list[float]]] = []
@@ -46,8 +47,8 @@ def run_batcher(requests: list[tuple[np.ndarray, frozenset[str]]], max_batch: in
     return model, asyncio.run(scenario()), observed
 
 
-def rows_of(*values: float) -> np.ndarray:
-    return np.array([[v, 0, 0, 0] for v in values], dtype=float)
+def rows_of(*values: float) -> dict[str, np.ndarray]:
+    return {"x": np.array([[v, 0, 0, 0] for v in values], dtype=float)}
 
 
 def test_requests_arriving_together_share_one_predict_and_get_their_own_rows() -> None:
@@ -99,7 +100,7 @@ def test_a_failure_outside_the_model_still_answers_every_caller() -> None:
     assert all(isinstance(r, ServerError) and "failed: RuntimeError" in r.message for r in results)
 
     class ForgetfulModel(RecordingModel):
-        def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        def predict(self, inputs: dict[str, np.ndarray], outputs: frozenset[str]) -> dict[str, np.ndarray]:
             return {}  # none of the outputs asked for
 
     results = asyncio.run(scenario(lambda rows, waits: None, ForgetfulModel()))
@@ -165,10 +166,10 @@ def test_concurrent_http_clients_each_get_exactly_their_rows(tmp_path: Path, mod
 
 def test_a_model_failing_otherwise_than_rejecting_input_is_a_server_error_for_that_request_alone() -> None:
     class Fragile(RecordingModel):
-        def predict(self, rows: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
-            if (rows[:, 0] == 13).any():
+        def predict(self, inputs: dict[str, np.ndarray], outputs: frozenset[str]) -> dict[str, np.ndarray]:
+            if (inputs["x"][:, 0] == 13).any():
                 raise RuntimeError("model bug")
-            return super().predict(rows, outputs)
+            return super().predict(inputs, outputs)
 
     async def scenario() -> list[Any]:
         batcher = Batcher(Fragile(), 8, 0.0, lambda rows, waits: None, asyncio.get_running_loop())

@@ -72,12 +72,26 @@ def test_infer_single_row_shape(server: Server, model: Any) -> None:
     assert body["outputs"][0]["data"] == model.predict(np.array(ROWS[1:2])).tolist()
 
 
-@pytest.mark.parametrize("datatype", ["FP32", "FP16", "INT32", "INT64", "UINT8"])
+@pytest.mark.parametrize("datatype", ["FP32", "INT32", "INT64", "UINT8"])
 def test_infer_other_numeric_datatypes(server: Server, datatype: str, model: Any) -> None:
     rows = [[5, 3, 1, 0], [7, 3, 5, 2]]
     response = server.infer({"inputs": [tensor(rows, datatype=datatype)]})
     assert response.status == 200, response.body
     assert response.json()["outputs"][0]["data"] == model.predict(np.array(rows, dtype=float)).tolist()
+
+
+def test_fp16_travels_only_as_binary_and_bf16_not_at_all(server: Server, model: Any) -> None:
+    """As KServe: JSON numbers are not half-precision values. numpy has no bfloat16."""
+    rows = np.array([[5, 3, 1, 0], [7, 3, 5, 2]], dtype="<f2")
+    assert error_of(server.infer({"inputs": [tensor(rows.tolist(), datatype="FP16")]}), 400) == (
+        "inputs[0].data: FP16 is taken only as binary data (parameters.binary_data_size), as KServe takes it")
+    header = json.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP16",
+                                     "parameters": {"binary_data_size": rows.nbytes}}]}).encode()
+    response = server.request("POST", "/v2/models/iris/infer", header + rows.tobytes(),
+                              {"Inference-Header-Content-Length": str(len(header))})
+    assert response.json()["outputs"][0]["data"] == model.predict(rows.astype(float)).tolist()
+    assert error_of(server.infer({"inputs": [tensor(rows.tolist(), datatype="BF16")]}), 400) == (
+        "inputs[0].datatype: BF16 is not taken (numpy has no bfloat16 type); send FP32, or FP16 as binary data")
 
 
 def test_outputs_selection(server: Server) -> None:
@@ -303,7 +317,9 @@ def test_metrics_count_errors_queue_wait_and_batches(server: Server) -> None:
                  "model_server_batch_rows_bucket", "model_server_inflight_requests",
                  "model_server_model_load_seconds"):
         assert name in text, name
-    assert 'model_server_model_info{name="iris"' in text and 'version="1"' in text and "sha256=" in text
+    # prometheus_client's multiprocess mode sorts the labels by name.
+    assert 'model_server_model_info{device="cpu",name="iris",runtime="sklearn",sha256="' in text
+    assert 'version="1"} 1.0' in text
 
 
 def test_access_log_has_one_json_line_per_request_without_payloads(server: Server) -> None:

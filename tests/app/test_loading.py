@@ -35,7 +35,7 @@ def test_pinned_model_loads_and_reports_itself(tmp_path: Path) -> None:
     path, digest = write_model(tmp_path)
     model = load_model(settings(path, digest))
     assert (model.sha256, model.n_features, set(model.outputs)) == (digest, 4, {"predict", "predict_proba"})
-    assert model.allows_nan is False
+    assert model.inputs[0].nan_ok is False
 
 
 def test_a_file_other_than_the_pinned_one_is_refused(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ out. The real-socket tests cover the same through the server; these pin every ru
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ from sklearn.linear_model import LogisticRegression
 
 from model_server import protocol
 from model_server.errors import BadRequest
-from model_server.model import Model, TensorSpec
+from model_server.model import Model
+from model_server.runtimes.base import LoadOptions
+from model_server.runtimes.sklearn import SklearnRuntime
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +27,13 @@ def estimator() -> LogisticRegression:
 
 @pytest.fixture
 def model(estimator: LogisticRegression) -> Model:
-    return Model(name="iris", version="1", sha256="0" * 64, estimator=estimator, n_features=4, allows_nan=False,
-                 load_seconds=0.0, outputs={"predict": TensorSpec("predict", "INT64", [-1]),
-                                            "predict_proba": TensorSpec("predict_proba", "FP64", [-1, 3])})
+    runtime = SklearnRuntime(estimator, LoadOptions(path=Path("iris.pkl"), device="cpu", threads=1))
+    return Model(name="iris", version="1", sha256="0" * 64, runtime=runtime, load_seconds=0.0, max_batch_size=1024,
+                 max_batch_wait_s=0.0, threads=1)
+
+
+def rows(decoded: protocol.InferRequest) -> np.ndarray:
+    return decoded.inputs["input-0"]
 
 
 def v2(*, data: Any = None, shape: Any = None, datatype: str = "FP64", **extra: Any) -> bytes:
@@ -44,18 +51,18 @@ def refused(model: Model, body: bytes, header: int | None = None) -> str:
 def test_flat_and_nested_json_decode_to_float_rows(model: Model) -> None:
     flat = protocol.decode_v2(model, v2(), None)
     nested = protocol.decode_v2(model, v2(data=[[5.1, 3.5, 1.4, 0.2]]), None)
-    assert flat.rows.dtype == np.float64 and flat.rows.tolist() == nested.rows.tolist() == [[5.1, 3.5, 1.4, 0.2]]
+    assert rows(flat).dtype == np.float64 and rows(flat).tolist() == rows(nested).tolist() == [[5.1, 3.5, 1.4, 0.2]]
     assert flat.outputs == {"predict": False, "predict_proba": False} and flat.id is None
 
 
 def test_a_one_dimensional_shape_is_one_row(model: Model) -> None:
-    assert protocol.decode_v2(model, v2(shape=[4]), None).rows.shape == (1, 4)
+    assert rows(protocol.decode_v2(model, v2(shape=[4]), None)).shape == (1, 4)
 
 
 @pytest.mark.parametrize(("datatype", "inside", "outside"), [
     ("UINT8", 255, 256), ("INT8", 127, 128), ("INT8", -128, -129), ("UINT8", 0, -1), ("INT16", 32767, 32768)])
 def test_integer_datatypes_take_exactly_their_range(model: Model, datatype: str, inside: int, outside: int) -> None:
-    assert protocol.decode_v2(model, v2(data=[inside, 1, 2, 3], datatype=datatype), None).rows[0, 0] == inside
+    assert rows(protocol.decode_v2(model, v2(data=[inside, 1, 2, 3], datatype=datatype), None))[0, 0] == inside
     assert f"values outside the range of {datatype}" in refused(model, v2(data=[outside, 1, 2, 3], datatype=datatype))
 
 
@@ -104,7 +111,7 @@ def binary_body(values: np.ndarray, size: Any = None, **extra: Any) -> tuple[byt
 
 def test_the_binary_tensor_extension_decodes(model: Model) -> None:
     body, header = binary_body(np.array([5.1, 3.5, 1.4, 0.2]))
-    assert protocol.decode_v2(model, body, header).rows[0].tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
+    assert rows(protocol.decode_v2(model, body, header))[0].tolist() == pytest.approx([5.1, 3.5, 1.4, 0.2])
 
 
 @pytest.mark.parametrize("size", [1.5, "16", True, -1])
@@ -127,7 +134,7 @@ def test_output_selection_and_per_output_binary(model: Model) -> None:
     decoded = protocol.decode_v2(model, v2(outputs=[{"name": "predict_proba", "parameters": {"binary_data": True}},
                                                     {"name": "predict"}]), None)
     assert decoded.outputs == {"predict_proba": True, "predict": False}
-    results = model.predict(decoded.rows, frozenset(decoded.outputs))
+    results = model.predict(decoded.inputs, frozenset(decoded.outputs))
     body, header = protocol.encode_v2(model, decoded, results)
     assert header is not None
     document = orjson.loads(body[:header])
@@ -154,7 +161,7 @@ def test_binary_output_by_default_for_the_whole_request(model: Model) -> None:
 
 def test_the_id_is_echoed_and_must_be_a_string(model: Model) -> None:
     decoded = protocol.decode_v2(model, v2(id="abc"), None)
-    body, _ = protocol.encode_v2(model, decoded, model.predict(decoded.rows, frozenset(decoded.outputs)))
+    body, _ = protocol.encode_v2(model, decoded, model.predict(decoded.inputs, frozenset(decoded.outputs)))
     assert orjson.loads(body)["id"] == "abc"
     assert refused(model, v2(id=7)) == "id: expected a string"
 
@@ -174,9 +181,9 @@ def test_malformed_documents_name_what_is_wrong(model: Model, body: bytes, messa
 
 
 def test_v1_instances_decode_and_encode(model: Model) -> None:
-    rows = protocol.decode_v1(model, b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}')
-    assert rows.shape == (2, 4)
-    assert orjson.loads(protocol.encode_v1(model.predict(rows, frozenset({"predict"}))["predict"])) == {
+    inputs = protocol.decode_v1(model, b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}')
+    assert inputs["input-0"].shape == (2, 4)
+    assert orjson.loads(protocol.encode_v1(model.predict(inputs, frozenset({"predict"}))["predict"])) == {
         "predictions": [0, 2]}
 
 
@@ -231,7 +238,7 @@ def test_an_output_that_inherits_the_requests_binary_default(model: Model) -> No
 def test_non_object_parameters_and_outputs_are_client_errors(model: Model) -> None:
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4],
                                    "parameters": "binary"}]}).encode()
-    assert protocol.decode_v2(model, body, None).rows.shape == (1, 4)  # not an object: no binary parameters
+    assert rows(protocol.decode_v2(model, body, None)).shape == (1, 4)  # not an object: no binary parameters
     assert refused(model, v2(outputs=["predict"])) == (
         "outputs[0].name: model 'iris' has outputs predict, predict_proba, got None")
 
@@ -255,7 +262,7 @@ def test_refusals_name_the_field_exactly(model: Model, body: bytes, message: str
 
 def test_a_json_header_filling_the_whole_body_is_accepted(model: Model) -> None:
     body = v2()
-    assert protocol.decode_v2(model, body, len(body)).rows.shape == (1, 4)
+    assert rows(protocol.decode_v2(model, body, len(body))).shape == (1, 4)
 
 
 def test_a_binary_chunk_of_the_wrong_size_says_how_many_bytes_it_needs(model: Model) -> None:
@@ -286,7 +293,7 @@ def test_v1_refusals_exactly(model: Model, body: bytes, message: str) -> None:
 
 
 def test_v1_rows_are_float64(model: Model) -> None:
-    assert protocol.decode_v1(model, b'{"instances": [[5, 3, 1, 0]]}').dtype == np.float64
+    assert protocol.decode_v1(model, b'{"instances": [[5, 3, 1, 0]]}')["input-0"].dtype == np.float64
 
 
 @pytest.mark.parametrize(("body", "header", "message"), [
