@@ -43,14 +43,17 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed $(TOOLS)
 	$(PYTHON) -m pytest -q
 
-## serve: the model server on the bundled model at http://127.0.0.1:8080
+## serve: the model server at http://127.0.0.1:8080, model "iris": the bundled app/model.pkl, or any
+## artifact pinned by the .sha256 beside it (MODEL=app/examples/{xgboost,lightgbm,onnx,onnx-mlp}/model.*)
 serve: $(VENV)/.installed
-	PYTHONPATH=app MODEL_PATH=app/model.pkl MODEL_SHA256=$$(cut -d' ' -f1 app/model.pkl.sha256) \
+	PYTHONPATH=app MODEL_PATH=$(or $(MODEL),app/model.pkl) \
+	  MODEL_SHA256=$$(cut -d' ' -f1 $(or $(MODEL),app/model.pkl).sha256) \
 	  MODEL_NAME=iris MODEL_HOST=127.0.0.1 $(PYTHON) -m model_server
 
-## model: retrain app/model.pkl (deterministic) and its sha256
+## model: retrain app/model.pkl (deterministic) and its sha256, and one example per runtime in app/examples/
 model: $(VENV)/.installed
 	$(PYTHON) app/train.py
+	$(PYTHON) app/train.py --examples app/examples
 
 ## gate: app/model.pkl judged inside the built image on app/eval/, and against the artifact deployed to STACK
 gate: image

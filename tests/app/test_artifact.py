@@ -16,3 +16,35 @@ def test_training_is_deterministic_and_reproduces_the_committed_artifact(tmp_pat
     assert out.read_bytes() == (APP_DIR / "model.pkl").read_bytes(), "retrain with `make model` and commit"
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert (APP_DIR / "model.pkl.sha256").read_text().split()[0] == digest
+
+
+def test_the_examples_are_what_train_py_builds_and_their_pins_match(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(APP_DIR / "train.py"), "--examples", str(tmp_path)], check=True,
+                   capture_output=True)
+    built = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file())
+    assert {str(path) for path in built} == {
+        "lightgbm/model.txt", "lightgbm/model.txt.sha256", "onnx-mlp/model.onnx", "onnx-mlp/model.onnx.sha256",
+        "onnx/model.onnx", "onnx/model.onnx.sha256", "xgboost/model.ubj", "xgboost/model.ubj.sha256"}
+    for path in built:
+        committed = APP_DIR / "examples" / path
+        assert committed.read_bytes() == (tmp_path / path).read_bytes(), f"{committed}: rebuild with `make model`"
+        if path.suffix != ".sha256":
+            pin = committed.with_name(committed.name + ".sha256").read_text().split()[0]
+            assert pin == hashlib.sha256(committed.read_bytes()).hexdigest()
+
+
+def test_the_onnx_conversions_are_checked_against_their_source_models() -> None:
+    import numpy as np
+    import onnxruntime as ort
+    from sklearn.datasets import load_iris
+
+    import train
+
+    features = load_iris(return_X_y=True)[0].astype(np.float32)
+    for example, source in (("onnx", train.train()), ("onnx-mlp", train.train_mlp())):
+        session = ort.InferenceSession(str(APP_DIR / "examples" / example / "model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        labels, probabilities = session.run(["label", "probabilities"], {"X": features})
+        assert labels.tolist() == source.predict(features.astype(np.float64)).tolist()
+        np.testing.assert_allclose(probabilities, source.predict_proba(features.astype(np.float64)),
+                                   rtol=0, atol=train.ONNX_TOLERANCE)

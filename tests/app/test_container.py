@@ -29,7 +29,9 @@ from tests.support.shutdown import terminate_under_load
 BASE_IMAGE = "model-serving-test/bookworm-python:offline"
 IMAGE = "model-serving-test/model-server:test"
 UID = "10001"
-MAX_IMAGE_BYTES = 450 * 1000 * 1000
+# 415 MB with scikit-learn alone; the CPU builds of XGBoost, LightGBM and ONNX Runtime (its
+# library alone is 58 MB) and LightGBM's libgomp1 bring it to about 494 MB on the offline base.
+MAX_IMAGE_BYTES = 520 * 1000 * 1000
 
 
 def docker_problem() -> str | None:
@@ -158,6 +160,28 @@ def test_health_metadata_and_inference_on_a_read_only_root(container: str) -> No
 def test_healthcheck_command_passes(image: str, container: str) -> None:
     command = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]["Healthcheck"]["Test"][1:]
     assert docker("exec", container, *command, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(("example", "artifact"), [("lightgbm", "model.txt"), ("onnx", "model.onnx")])
+def test_a_mounted_example_of_another_runtime_is_served(image: str, example: str, artifact: str) -> None:
+    """LightGBM needs the image's libgomp1; ONNX Runtime its own library, with its telemetry off."""
+    directory = APP_DIR / "examples" / example
+    pin = (directory / f"{artifact}.sha256").read_text().split()[0]
+    name = docker("run", "-d", "--read-only", "--user", UID, "-v", f"{directory}:/models:ro", "-e", "MODEL_NAME=iris",
+                  "-e", "MODEL_WORKERS=1", "-e", f"MODEL_PATH=/models/{artifact}", "-e", f"MODEL_SHA256={pin}",
+                  image).stdout.strip()
+    try:
+        address = container_address(name)
+        wait_ready(address)
+        status, answer = http_json(address, "POST", "/v1/models/iris:predict",
+                                   {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+        assert (status, answer) == (200, {"predictions": [0, 2]})
+        status, metadata = http_json(address, "GET", "/v2/models/iris")
+        assert metadata["parameters"] == {"runtime": example, "device": "cpu"}  # type: ignore[index]
+        logs = docker("logs", name)
+        assert "telemetry" not in logs.stdout + logs.stderr
+    finally:
+        docker("rm", "-f", name, check=False)
 
 
 def test_wrong_pin_stops_the_container_with_a_clear_message(image: str) -> None:

@@ -339,3 +339,34 @@ def test_the_gate_runs_inside_the_built_image(gate_image: str, tmp_path: Path) -
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "gate failed: 30 of 45 predictions (67%) on app/eval/iris.csv differ from deployed/dev's" in failed.stderr
 
+
+
+EXAMPLE_ACCURACY = {"xgboost": "0.96", "lightgbm": "0.93", "onnx": "0.98", "onnx-mlp": "0.96"}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLE_ACCURACY))
+def test_every_runtimes_example_passes_its_gate(run_gate: Any, example: str) -> None:
+    directory = APP_DIR / "examples" / example
+    (artifact,) = [path for path in directory.glob("model.*") if path.suffix != ".sha256"]
+    pin = artifact.with_name(artifact.name + ".sha256").read_text().split()[0]
+    verdict = run_gate(artifact, pin, thresholds=directory / "gate.json")
+    assert verdict.code == 0, verdict.err
+    assert (f"gate: accuracy {EXAMPLE_ACCURACY[example]} on {directory / '../../eval/iris.csv'} (45 rows), "
+            "floor 0.90") in verdict.out
+
+
+def test_an_example_deployed_again_changes_nothing(run_gate: Any) -> None:
+    """The comparison with the deployed artifact goes through the same runtime as the judgement."""
+    directory = APP_DIR / "examples" / "xgboost"
+    pin = (directory / "model.ubj.sha256").read_text().split()[0]
+    verdict = run_gate(directory / "model.ubj", pin, "--previous", str(directory / "model.ubj"),
+                       "--previous-name", "deployed/dev", thresholds=directory / "gate.json")
+    assert verdict.code == 0, verdict.err
+    assert "gate: 0 of 45 predictions (0%)" in verdict.out
+
+
+def test_an_output_the_model_lacks_is_named(run_gate: Any, tmp_path: Path) -> None:
+    verdict = run_gate(thresholds=thresholds_file(tmp_path, output="label"))
+    assert verdict.code == 1
+    assert (f"gate failed: model file {BUNDLED} has no output 'label'; its outputs are predict, predict_proba "
+            "('output' in the thresholds file)") in verdict.err

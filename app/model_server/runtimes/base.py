@@ -117,16 +117,21 @@ def gpu_absent() -> str | None:
     return "no NVIDIA GPU is visible in this container (no /dev/nvidia<N>; request nvidia.com/gpu)"
 
 
-def in_child(probe: Callable[[], str | None], what: str) -> str | None:
+def in_child(probe: Callable[[], str | None], what: str, quiet: bool = False) -> str | None:
     """Run `probe` in a forked child and return what it returns (a reason, or None when all is well).
 
     For two things the supervisor must not do in its own process: touch CUDA before forking workers
     (a CUDA context does not survive fork), and hand a library input that can abort the process
-    (LightGBM calls std::terminate on some malformed models instead of raising)."""
+    (LightGBM calls std::terminate on some malformed models instead of raising). With `quiet` the
+    child's output is dropped (LightGBM's last words about such a file include bytes of stray memory)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, then leave without running the parent's cleanup
         os.close(read_end)
+        if quiet:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
         code = 0
         try:
             result = probe()

@@ -61,7 +61,7 @@ def load(data: bytes, fmt: str, options: LoadOptions) -> Runtime:
         raise ModelLoadError(f"model file {options.path} is truncated or corrupt (not UTF-8 text)") from None
     if "\nend of trees\n" not in text:
         raise ModelLoadError(f"model file {options.path} is truncated or corrupt (no 'end of trees' line)")
-    problem = in_child(lambda: _parses(text), "LightGBM's model parser")
+    problem = in_child(lambda: _parses(text), "LightGBM's model parser", quiet=True)
     if problem is not None:
         raise ModelLoadError(f"model file {options.path} is truncated or corrupt ({problem})")
     objective = _OBJECTIVE.search(head)
