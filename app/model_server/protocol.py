@@ -137,8 +137,9 @@ def _check_datatype(model: Model, spec: InputSpec, tensor: dict[str, Any], where
         raise BadRequest(f"{where}.datatype: BF16 is not taken (numpy has no bfloat16 type); send FP32, "
                          "or FP16 as binary data")
     if len(spec.accepts) > 1:
+        accepted = [name for name in NUMERIC_DTYPES if name in spec.accepts]  # in the table's order
         raise BadRequest(f"{where}.datatype: model '{model.name}' takes numbers "
-                         f"({', '.join(spec.accepts)}), got {datatype!r}")
+                         f"({', '.join(accepted)}), got {datatype!r}")
     raise BadRequest(f"{where}.datatype: input '{spec.name}' of model '{model.name}' is {spec.datatype}, "
                      f"got {datatype!r}")
 
@@ -151,11 +152,14 @@ class _BinaryData:
     def __init__(self, view: memoryview, tensors: list[Any]) -> None:
         self.view = view
         self.offset = 0
-        self.declared = sum(1 for tensor in tensors if isinstance(tensor, dict) and isinstance(
-            parameters := tensor.get("parameters"), dict) and parameters.get("binary_data_size") is not None)
+        self.tensors = tensors
+        self.declared: int | None = None  # counted at the first binary input: JSON-only requests never pay for it
 
     def take(self, size: int, where: str) -> memoryview:
         left = len(self.view) - self.offset
+        if self.declared is None:
+            self.declared = sum(1 for tensor in self.tensors if isinstance(tensor, dict) and isinstance(
+                parameters := tensor.get("parameters"), dict) and parameters.get("binary_data_size") is not None)
         self.declared -= 1
         if size > left or (self.declared == 0 and size != left):
             before = " and the inputs before it" if self.offset else ""
@@ -242,10 +246,11 @@ def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequ
         raise BadRequest("id: expected a string")
     tensors = _field(document, "inputs", list, "request")
     binary = _BinaryData(binary_view, tensors)
-    if model.runtime.names_inputs:
+    runtime = model.runtime
+    if runtime.names_inputs:
         inputs = _decode_named(model, tensors, binary)
     else:
-        (spec,) = model.inputs
+        spec = runtime.inputs[0]  # the one input of a runtime that does not name them
         if len(tensors) != 1:
             raise BadRequest(f"inputs: model '{model.name}' takes 1 input tensor of shape {spec.shape}, "
                              f"got {len(tensors)}")

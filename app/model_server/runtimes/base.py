@@ -18,7 +18,7 @@ import re
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -47,14 +47,16 @@ class InputSpec(TensorSpec):
     the library is given), and which non-finite values it can take."""
 
     dtype: np.dtype[Any]
-    accepts: tuple[str, ...] = tuple(NUMERIC_DTYPES)
+    accepts: frozenset[str] = frozenset(NUMERIC_DTYPES)
     nan_ok: bool = False
     inf_ok: bool = False
+    # Values per row of a [rows, features] input (the tabular case), else None. A field, not a
+    # property: the protocol reads it for every request.
+    features: int | None = field(init=False)
 
-    @property
-    def features(self) -> int | None:
-        """Values per row of a [rows, features] input (the tabular case), else None."""
-        return self.shape[1] if len(self.shape) == 2 and self.shape[1] >= 0 else None
+    def __post_init__(self) -> None:
+        tabular = len(self.shape) == 2 and self.shape[1] >= 0
+        object.__setattr__(self, "features", self.shape[1] if tabular else None)
 
 
 @dataclass(frozen=True)

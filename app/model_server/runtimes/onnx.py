@@ -224,8 +224,8 @@ class OnnxRuntime(Runtime):
     def __init__(self, data: bytes, session: ort.InferenceSession, options: LoadOptions) -> None:
         self.data = data
         self.threads = options.threads
-        self.inputs = [InputSpec(node.name, datatype, _shape(node), NUMERIC_DTYPES[datatype], accepts=(datatype,),
-                                 nan_ok=True, inf_ok=True)
+        self.inputs = [InputSpec(node.name, datatype, _shape(node), NUMERIC_DTYPES[datatype],
+                                 accepts=frozenset({datatype}), nan_ok=True, inf_ok=True)
                        for node in session.get_inputs()
                        for datatype in [_datatype(node, "input", options)]]
         self.outputs = {node.name: TensorSpec(node.name, _datatype(node, "output", options), _shape(node))
