@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+# First, as `python -m model_server` imports it first: it holds OpenMP at one thread in this process,
+# so that no library starts a pool a probe process (runtimes/base.py, in_child) would deadlock on.
+import model_server  # noqa: F401
 from tests.support.server import Server, start_server
 from train import train
 

@@ -71,7 +71,13 @@ def test_a_lightgbm_model_its_parser_would_abort_on_is_refused_not_a_crash(tmp_p
             "process (SIGABRT))") in message
 
 
-def test_the_probe_process_reports_a_crash_and_a_reason() -> None:
+def test_the_probe_process_reports_a_crash_a_hang_and_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from model_server.runtimes import base
+
+    monkeypatch.setattr(base, "PROBE_TIMEOUT_S", 0.5)
+    assert in_child(lambda: time.sleep(30), "a stuck probe") == "a stuck probe did not answer within 0.5 s"
     assert in_child(lambda: None, "nothing") is None
     assert in_child(lambda: "no GPU", "a probe") == "no GPU"
     assert in_child(lambda: os.abort(), "the parser", quiet=True) == "the parser crashed the process (SIGABRT)"
@@ -233,3 +239,28 @@ def test_onnx_runtimes_telemetry_is_off_before_it_is_imported() -> None:
     result = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(APP_DIR)},
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "1"
+
+
+def test_a_cuda_build_that_cannot_reach_the_gpu_is_found_out_by_the_probe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a GPU node whose CUDA does not start: the libraries would fall back to the CPU silently;
+    the probe process sees it. Here a CPU build stands in for a CUDA build, and no device for a GPU."""
+    from model_server.runtimes import base
+    from model_server.runtimes import onnx as onnx_runtime
+    from model_server.runtimes import xgboost as xgboost_runtime
+
+    monkeypatch.setattr(xgboost_runtime, "gpu_absent", lambda: None)
+    monkeypatch.setattr(onnx_runtime, "gpu_absent", lambda: None)
+    monkeypatch.setattr(xgb, "build_info", lambda: {"USE_CUDA": True})
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert base.gpu_absent() is not None  # the real check still sees no GPU
+    xgboost_path, xgboost_pin = example(tmp_path, "xgboost")
+    model = load_model(settings(xgboost_path, xgboost_pin, device="auto"))
+    assert model.runtime.device == "cpu" and "XGBoost kept device 'cpu'" in model.runtime.device_reason
+    with pytest.raises(ModelLoadError, match=r"MODEL_DEVICE=cuda, but XGBoost cannot use CUDA here: XGBoost kept"):
+        load_model(settings(xgboost_path, xgboost_pin, device="cuda"))
+    mlp_path, mlp_pin = example(tmp_path, "onnx-mlp")
+    model = load_model(settings(mlp_path, mlp_pin, device="auto"))
+    assert model.runtime.device == "cpu"
+    assert "ONNX Runtime cannot create a CUDA session" in model.runtime.device_reason or (
+        "the CUDA provider did not start" in model.runtime.device_reason)

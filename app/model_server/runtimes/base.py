@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import select
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from model_server.datatypes import NUMERIC_DTYPES
 from model_server.errors import ModelLoadError
 
 Device = Literal["cpu", "cuda"]
+PROBE_TIMEOUT_S = 120.0  # a first CUDA context can take tens of seconds
 Inputs = dict[str, np.ndarray]
 
 
@@ -146,6 +148,11 @@ def in_child(probe: Callable[[], str | None], what: str, quiet: bool = False) ->
         os._exit(code)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
+        # A library that deadlocks after fork (an OpenMP pool started before it) must not hang the start.
+        if not select.select([pipe], [], [], PROBE_TIMEOUT_S)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return f"{what} did not answer within {PROBE_TIMEOUT_S:g} s"
         report = pipe.read()
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):

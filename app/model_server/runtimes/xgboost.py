@@ -154,7 +154,8 @@ class XGBoostRuntime(Runtime):
     def __init__(self, booster: xgb.Booster, options: LoadOptions) -> None:
         self.booster = booster
         self.threads = options.threads
-        booster.set_param({"nthread": 1})  # see the module's docstring: no OpenMP pool before fork
+        self.nthread = 1  # see the module's docstring: no OpenMP pool before fork; MODEL_THREADS from warm_up on
+        booster.set_param({"nthread": 1})
         learner = json.loads(booster.save_config())["learner"]
         self.objective = str(learner["objective"]["name"])
         n_features = booster.num_features()
@@ -172,6 +173,10 @@ class XGBoostRuntime(Runtime):
 
     def _raw(self, rows: np.ndarray) -> np.ndarray:
         try:
+            if self.device == "cuda":
+                # Host arrays given to inplace_predict on a CUDA booster take a slower path with a
+                # warning per call ("mismatched devices"); a DMatrix is copied to the GPU once.
+                return np.asarray(self.booster.predict(xgb.DMatrix(rows, nthread=self.nthread)))
             return np.asarray(self.booster.inplace_predict(rows))
         except xgb.core.XGBoostError as error:  # a ValueError: the input is refused (e.g. its feature count)
             raise ValueError(library_message(error)) from None
@@ -191,5 +196,6 @@ class XGBoostRuntime(Runtime):
         return results
 
     def warm_up(self) -> None:
+        self.nthread = self.threads
         self.booster.set_param({"nthread": self.threads, "device": self.device})
         super().warm_up()
