@@ -4,6 +4,8 @@ PYTHON := $(VENV)/bin/python
 STACK  ?= dev
 
 TOOLS  := tools/node_modules/.installed
+# What STACK deploys: its model artifact (under app/) and the Dockerfile for its pool.
+STACK_MODEL = $(PYTHON) -m delivery.stack_model $(STACK)
 
 .PHONY: plan diff test lint typecheck unit serve model gate bench detection image mutation rollback clean
 
@@ -55,9 +57,11 @@ model: $(VENV)/.installed
 	$(PYTHON) app/train.py
 	$(PYTHON) app/train.py --examples app/examples
 
-## gate: app/model.pkl judged inside the built image on app/eval/, and against the artifact deployed to STACK
+## gate: STACK's model (modelService.model) judged inside its image on its gate.json, and against the
+## artifact deployed to STACK (app/eval/gate.sh)
 gate: image
-	app/eval/gate.sh model-server:local deployed/$(STACK)
+	MODEL_FILE=$$($(STACK_MODEL) model) DEPLOYED_MODEL_FILE=$$($(STACK_MODEL) model --ref deployed/$(STACK)) \
+	  app/eval/gate.sh model-server:local deployed/$(STACK)
 
 ## rollback: the fast way back for STACK (no default): abort its canary, or return to the previous revision
 rollback: $(VENV)/.installed
@@ -79,9 +83,10 @@ mutation: $(VENV)/.installed
 	$(PYTHON) -m pip install --quiet -r requirements-mutation.txt
 	$(PYTHON) tools/mutation.py $(MODULES)
 
-## image: build the model server's image
-image:
-	docker build -t model-server:local app
+## image: the model server's image for STACK's model and pool: app/Dockerfile, or app/Dockerfile.cuda on a GPU pool
+image: $(VENV)/.installed
+	docker build -t model-server:local --file app/$$($(STACK_MODEL) dockerfile) \
+	  --build-arg MODEL_FILE=$$($(STACK_MODEL) model) app
 
 clean:
 	rm -rf $(VENV) tools/node_modules .mypy_cache .pytest_cache .ruff_cache .mutation

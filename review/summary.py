@@ -36,6 +36,14 @@ def analysis_thresholds(metrics: list[dict[str, Any]] | None) -> str | None:
                      for m in metrics)
 
 
+def served_model(container: dict[str, Any] | None) -> str | None:
+    """The model server's format and device, as its pod's environment says: `xgboost on cuda`."""
+    env = {item.get("name"): item.get("value") for item in (container or {}).get("env") or []}
+    if "MODEL_FORMAT" not in env:
+        return None
+    return f"{env['MODEL_FORMAT']} on {env.get('MODEL_DEVICE', 'auto')}"
+
+
 def _summary_fields(record: ResourceRecord) -> str:
     """The settings a reviewer cares about, per resource type."""
     get = record.get
@@ -61,11 +69,15 @@ def _summary_fields(record: ResourceRecord) -> str:
         "aws:cloudwatch/logGroup:LogGroup": {"retentionDays": get("retentionInDays")},
         "kubernetes:helm.sh/v4:Chart": {"chart": get("chart"), "version": get("version")},
         "kubernetes:helm.sh/v3:Release": {"chart": get("chart"), "version": get("version")},
+        "docker:index/image:Image": {
+            "dockerfile": get("build", "dockerfile"), "model": get("build", "args", "MODEL_FILE")},
         "kubernetes:apps/v1:Deployment": {
-            "replicas": get("spec", "replicas"), "image": get("spec", "template", "spec", "containers", 0, "image")},
+            "replicas": get("spec", "replicas"), "image": get("spec", "template", "spec", "containers", 0, "image"),
+            "model": served_model(get("spec", "template", "spec", "containers", 0))},
         "kubernetes:argoproj.io/v1alpha1:Rollout": {
             "steps": canary_steps(get("spec", "strategy", "canary", "steps")),
-            "image": get("spec", "template", "spec", "containers", 0, "image")},
+            "image": get("spec", "template", "spec", "containers", 0, "image"),
+            "model": served_model(get("spec", "template", "spec", "containers", 0))},
         "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate": {"fails": analysis_thresholds(get("spec", "metrics"))},
         "kubernetes:keda.sh/v1alpha1:ScaledObject": {
             "replicas": f"{get('spec', 'minReplicaCount')}..{get('spec', 'maxReplicaCount')}",

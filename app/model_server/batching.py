@@ -5,6 +5,11 @@ Requests parsed in the same event-loop iteration are flushed together at the end
 company. A full batch flushes at once. Each input is concatenated across the requests of a
 batch (rows are every tensor's first dimension), and each caller gets exactly its own rows of
 every output back.
+
+A prediction that is NaN or infinite is the model's fault, never the request's: that caller gets a
+500 naming the output, not a 200 whose JSON turns the values into nulls (and whose binary output
+hands them on as numbers). Each caller's own rows are checked, so one request that drives the model
+out of its range fails alone.
 """
 
 from __future__ import annotations
@@ -117,15 +122,25 @@ class Batcher:
         offset = 0
         for item in batch:
             end = offset + item.rows
-            item.future.set_result({name: results[name][offset:end] for name in item.outputs})
+            self._answer(item, {name: results[name][offset:end] for name in item.outputs})
             offset = end
+
+    def _answer(self, item: _Pending, results: dict[str, np.ndarray]) -> None:
+        for name, values in results.items():
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                item.future.set_exception(ServerError(
+                    f"model '{self.model.name}' predicted NaN or infinite values in output '{name}': a fault of the "
+                    "model on these inputs, not of the request"))
+                return
+        item.future.set_result(results)
 
     def _predict_alone(self, item: _Pending) -> None:
         try:
             results = self.model.predict(item.inputs, item.outputs)
-            item.future.set_result({name: results[name] for name in item.outputs})
         except ValueError as error:  # how every runtime says the library refused the input
             where = "inputs[0].data" if len(item.inputs) == 1 else "inputs"
             item.future.set_exception(BadRequest(f"{where}: model '{self.model.name}' rejected it: {error}"))
         except Exception as error:
             item.future.set_exception(ServerError(f"model '{self.model.name}' failed: {type(error).__name__}"))
+        else:
+            self._answer(item, {name: results[name] for name in item.outputs})

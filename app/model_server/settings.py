@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model_server.runtimes import Format
+from model_server.formats import Format
 
 
 class ServerSettings(BaseSettings):

@@ -12,6 +12,7 @@ from infra.observability.queries import (
     INFERENCE,
     INFLIGHT,
     MODEL,
+    MODEL_INFO,
     QUEUE_WAIT,
     REQUEST_DURATION,
     REQUESTS,
@@ -33,6 +34,12 @@ class Panel:
     unit: str
     queries: tuple[tuple[str, str], ...]  # (legend, PromQL)
     gpu_only: bool = False
+
+
+# dcgm-exporter labels each GPU's series with the namespace, pod and container it is assigned to;
+# scraped through its ServiceMonitor they arrive as exported_* beside the exporter's own. These are
+# the GPUs of the model's own pods, not of whatever else shares the GPU nodes.
+MODEL_GPUS = f'exported_namespace="{NAMESPACE}",exported_container="{APP_NAME}"'
 
 
 def latency(histogram: str, selector: str) -> tuple[tuple[str, str], ...]:
@@ -63,17 +70,20 @@ def panels(workload_kind: str) -> tuple[Panel, ...]:
                         f"[{RATE}]))"),)),
         Panel("Memory per pod (working set)", "bytes", (
             ("{{pod}}", f'sum by (pod) (container_memory_working_set_bytes{{{MODEL},container="{APP_NAME}"}})'),)),
-        # dcgm-exporter's own namespace and pod labels become exported_* beside the target's.
+        # The device each pod's server says it runs on (a CUDA pod that fell back to CPU shows here).
+        Panel("Pods by runtime and device", "short", (
+            ("{{runtime}} on {{device}}", f"count by (runtime, device) ({MODEL_INFO}{{{MODEL}}})"),)),
         Panel("GPU utilisation", "percent", (
-            ("{{exported_pod}}", f'avg by (exported_pod) (DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{NAMESPACE}"}})'),),
+            ("{{exported_pod}}", f"avg by (exported_pod) (DCGM_FI_DEV_GPU_UTIL{{{MODEL_GPUS}}})"),),
             gpu_only=True),
         Panel("GPU memory used", "decmbytes", (
-            ("{{exported_pod}}", f'sum by (exported_pod) (DCGM_FI_DEV_FB_USED{{exported_namespace="{NAMESPACE}"}})'),),
+            ("{{exported_pod}}", f"sum by (exported_pod) (DCGM_FI_DEV_FB_USED{{{MODEL_GPUS}}})"),),
             gpu_only=True),
     )
 
 
 def dashboard(with_gpu: bool, workload_kind: str) -> dict[str, object]:
+    """`with_gpu`: the model runs on a GPU pool (elsewhere its pods have no GPU series to show)."""
     shown = [panel for panel in panels(workload_kind) if with_gpu or not panel.gpu_only]
     return {
         "uid": DASHBOARD_UID,

@@ -35,7 +35,7 @@ GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the chart's sidecar loads Confi
 class ModelMonitoringArgs:
     identity: StackIdentity
     observability: ObservabilitySettings
-    has_gpu_pool: bool
+    model_on_gpu: bool  # the dashboard's GPU panels show the model's own GPUs
     workload_kind: str  # Deployment or Rollout: which series say how many pods are ready
     wait_for: Sequence[pulumi.Resource] = ()
 
@@ -105,6 +105,6 @@ class ModelMonitoring(pulumi.ComponentResource):
             f"{name}-dashboard",
             metadata={"name": "model-serving-dashboard", "namespace": MONITORING_NAMESPACE,
                       "labels": {GRAFANA_DASHBOARD_LABEL: "1"}},
-            data={"model-serving.json": dashboard_json(with_gpu=args.has_gpu_pool, workload_kind=args.workload_kind)},
+            data={"model-serving.json": dashboard_json(with_gpu=args.model_on_gpu, workload_kind=args.workload_kind)},
             opts=after)
         self.register_outputs({})

@@ -25,6 +25,7 @@ REQUEST_DURATION = "model_server_request_duration_seconds"
 QUEUE_WAIT = "model_server_queue_wait_seconds"
 INFLIGHT = "model_server_inflight_requests"
 BATCH_ROWS = "model_server_batch_rows"
+MODEL_INFO = "model_server_model_info"  # labels: name, version, sha256, runtime, device
 ANALYSIS_WINDOW = "1m"
 # The workload's replica series, by the kind of controller that runs its pods: kube-state-metrics
 # exports them for Deployments and has none for Rollouts, whose controller exports its own

@@ -65,7 +65,7 @@ def build(settings: StackSettings, foundation: Foundation, platform: Platform) -
                  "containerLogGroup": container_logs.log_group_name,
                  "accessLogBucket": access_logs.bucket_name},
         monitoring=ModelMonitoringArgs(identity=identity, observability=observability,
-                                       has_gpu_pool=cluster.has_gpu_pool,
+                                       model_on_gpu=settings.model_device == "cuda",
                                        workload_kind=settings.model_service.workload_kind,
                                        wait_for=[metrics_stack.stack_chart]),
         on_cluster=cluster.on_cluster)

@@ -14,7 +14,7 @@ from infra.registry import Registry, RegistryArgs
 from infra.settings import StackSettings
 from infra.workload.dns_name import DnsName, DnsNameArgs
 from infra.workload.front_door import FrontDoor, FrontDoorArgs
-from infra.workload.image import AppArtifact, ModelImage, ModelImageArgs
+from infra.workload.image import ImageBuild, ModelImage, ModelImageArgs
 from infra.workload.service import ModelService, ModelServiceArgs
 
 
@@ -27,20 +27,21 @@ class Workload:
     resources: tuple[pulumi.Resource, ...]
 
 
-def build(settings: StackSettings, app: AppArtifact, foundation: Foundation, platform: Platform,
+def build(settings: StackSettings, foundation: Foundation, platform: Platform,
           observability: Observability) -> Workload:
     identity, cluster, model = settings.identity, foundation.cluster, settings.model_service
+    artifact, device = settings.model_artifact, settings.model_device
     registry = Registry("registry", RegistryArgs(identity=identity, keep_images=settings.ecr_keep_images,
                                                  scanning=settings.ecr_scanning), opts=cluster.on_aws)
     image = ModelImage("image", ModelImageArgs(
-        artifact=app, repository_url=registry.repository_url, registry_id=registry.registry_id,
+        build=ImageBuild.of(artifact, device), repository_url=registry.repository_url, registry_id=registry.registry_id,
         provider=cluster.aws_provider), opts=cluster.on_aws)
     front_door = FrontDoor("front-door", FrontDoorArgs(identity=identity, endpoint=model,
                                                        provider=cluster.aws_provider), opts=cluster.on_aws)
     model_service = ModelService("model", ModelServiceArgs(
         identity=identity, model=model, observability=settings.observability,
         retain_data_on_destroy=settings.retain_data_on_destroy, kubeconfig=cluster.kubeconfig,
-        image_ref=image.image_ref, model_sha256=app.model_sha256, vpc_cidr=foundation.network.vpc_cidr,
+        image_ref=image.image_ref, artifact=artifact, device=device, vpc_cidr=foundation.network.vpc_cidr,
         shared_storage_class=platform.shared_storage_class, ingress_class=platform.ingress_class,
         certificate_arn=front_door.certificate_arn, web_acl_arn=front_door.web_acl_arn,
         access_log_bucket=observability.access_log_bucket,

@@ -8,6 +8,7 @@ single resource.
     problems.py   how a problem is reported (one mechanism: `problem(message, fix)`)
     fields.py     field types that check themselves (region, CIDR, instance type, quantities...)
     models.py     the settings models
+    artifact.py   the model artifact a stack deploys (modelService.model), checked as the server checks it
     checks.py     checks across keys, each declaring its inputs
     loading.py    raw config → settings, or one StackConfigError
 """

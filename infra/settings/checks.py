@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from infra import addressing
+from infra.settings import artifact
 from infra.settings.fields import ACM_ARN_PATTERN
 from infra.settings.models import StackSettings, zone_count
 from infra.settings.problems import Problem, problem, set_command
@@ -117,6 +118,13 @@ def _model_placement(settings: StackSettings) -> Iterator[Problem]:
                       set_command("modelService.gpus", 1) + " or move the model to a CPU pool", "modelService.gpus")
 
 
+@cross_check("model_service", "node_pools")
+def _model_artifact(settings: StackSettings) -> Iterator[Problem]:
+    _, problems = artifact.inspect(settings.model_service.model, settings.model_service.format,
+                                   settings.model_gpu_pool)
+    yield from problems
+
+
 @cross_check("model_service", "region")
 def _certificate_region(settings: StackSettings) -> Iterator[Problem]:
     match = ACM_ARN_PATTERN.match(settings.model_service.certificate_arn or "")
@@ -136,11 +144,12 @@ def _prod_endpoint_encrypted(settings: StackSettings) -> Iterator[Problem]:
                       "'modelService.scheme' internal", "modelService")
 
 
-@cross_check("model_service", "observability")
+@cross_check("model_service", "node_pools", "observability")
 def _batch_wait_within_queue_objective(settings: StackSettings) -> Iterator[Problem]:
     # With little traffic every request waits the whole batch window: a window at or above the
     # queue-wait objective would fire ModelQueueWaitHigh every quiet hour.
-    wait_ms, observability = settings.model_service.max_batch_wait_ms, settings.observability
+    _, wait_ms = settings.model_service.batching(settings.model_device)
+    observability = settings.observability
     if observability.enabled and wait_ms >= observability.queue_wait_slo_ms:
         yield problem(f"{wait_ms:g} ms is not below observability.queueWaitSloMs ({observability.queue_wait_slo_ms:g} "
                       "ms): with little traffic every request waits the whole window, and the queue-wait alert "

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator
 
 from infra import instance_types
+from infra.settings.artifact import FORMATS, located
 from infra.settings.problems import Invalid, problem, set_command
 from infra.versions import KUBERNETES_RELEASES
 
@@ -136,6 +137,19 @@ def _memory(value: str) -> None:
         raise Invalid(problem(f"'{value}' is not a memory quantity", "write bytes like 512Mi or 2Gi"))
 
 
+def _model_format(value: str) -> None:
+    if value not in FORMATS:
+        raise Invalid(problem(f"'{value}' is not a model format; choose one of {', '.join(FORMATS)}",
+                              "pulumi config set --path 'modelService.format' <format>, or remove it to let the "
+                              "file decide"))
+
+
+def _model_file(value: str) -> None:
+    _, problems = located(value)
+    if problems:
+        raise Invalid(*problems)
+
+
 Region = Annotated[str, matching(REGION_PATTERN, "'{value}' is not an AWS region name",
                                  "pulumi config set region us-east-1")]
 PrincipalArn = Annotated[str, matching(
@@ -164,3 +178,5 @@ KubernetesVersion = Annotated[str, checked(_kubernetes_version)]
 RetentionDays = Annotated[int, checked(_retention_days)]
 CpuQuantity = Annotated[str, checked(_cpu)]
 MemoryQuantity = Annotated[str, checked(_memory)]
+ModelFormat = Annotated[str, checked(_model_format)]
+ModelFile = Annotated[str, checked(_model_file)]

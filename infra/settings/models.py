@@ -15,6 +15,8 @@ from pydantic.alias_generators import to_camel
 
 from infra import addressing, instance_types
 from infra.identity import StackIdentity
+from infra.settings import artifact
+from infra.settings.artifact import FORMATS, Device, ModelArtifact
 from infra.settings.fields import (
     CertificateArn,
     CpuQuantity,
@@ -26,6 +28,8 @@ from infra.settings.fields import (
     KubernetesVersion,
     LoadBalancerCidr,
     MemoryQuantity,
+    ModelFile,
+    ModelFormat,
     ModelName,
     PoolName,
     PrincipalArn,
@@ -43,6 +47,13 @@ GP3_MAX_GIB = 65536
 # ACM takes a certificate's first domain name, its common name, of at most 64 octets; further
 # names may be longer (https://docs.aws.amazon.com/acm/latest/APIReference/API_RequestCertificate.html).
 ACM_COMMON_NAME_MAX = 64
+# Batching when the operator sets none: the server's own defaults for the device (CPU_BATCH and
+# GPU_BATCH in app/model_server/model.py; tests/infra/test_model_artifact.py holds them equal), given
+# explicitly so the pod says what it runs with. On a CPU a batch costs about its rows, so nothing
+# waits; a GPU's cost barely grows with rows, so requests wait a little to fill larger batches. The
+# GPU figures are provisional: no GPU was at hand to measure them (bench/gpu_check.sh reports the
+# figures that should replace them).
+BATCH_DEFAULTS: dict[Device, tuple[int, float]] = {"cpu": (1024, 0.0), "cuda": (8192, 2.0)}  # rows, ms
 
 
 class ConfigModel(BaseModel):
@@ -188,6 +199,13 @@ class ModelServiceSettings(ConfigModel):
 
     name: ModelName = Field("iris", description="Model name in the URLs.")
     version: ModelName = Field("1", description="Model version served.")
+    model: ModelFile = Field(
+        artifact.DEFAULT_MODEL,
+        description="The artifact to serve, a path under app/ pinned by the .sha256 file beside it, e.g. "
+                    "examples/xgboost/model.ubj (README, Choosing the model and its pool).")
+    format: ModelFormat | None = Field(
+        None, description=f"The artifact's format ({', '.join(FORMATS)}); default: told from the file as the "
+                          "server tells it (extension, header for .bst).")
     pool: str = Field("cpu", description="Node pool the pods run on (a key of nodePools).")
     gpus: int = Field(0, ge=0, le=8, description="NVIDIA GPUs per pod; more than 0 needs a GPU pool.")
     replicas: int = Field(2, ge=1, le=100, description="Pods at creation; the autoscaler owns the count afterwards.")
@@ -203,10 +221,14 @@ class ModelServiceSettings(ConfigModel):
     cpu_limit: CpuQuantity = Field("1", description="CPU cap per pod; sets the server's workers.")
     memory_request: MemoryQuantity = Field("512Mi", description="Memory reserved per pod.")
     memory_limit: MemoryQuantity = Field("1Gi", description="Memory cap per pod.")
-    max_batch_size: int = Field(1024, ge=1, le=65536, description="Most rows per predict call.")
-    max_batch_wait_ms: float = Field(
-        0.0, ge=0, le=1000,
-        description="How long a request may wait to share a batch; below observability.queueWaitSloMs.")
+    max_batch_size: int | None = Field(
+        None, ge=1, le=65536,
+        description="Most rows per predict call; default 1024 on a CPU pool, 8192 on a GPU pool (provisional until "
+                    "bench/gpu_check.sh measures it).")
+    max_batch_wait_ms: float | None = Field(
+        None, ge=0, le=1000,
+        description="How long a request may wait to share a batch, below observability.queueWaitSloMs; default 0 on "
+                    "a CPU pool, 2 on a GPU pool (provisional).")
     prediction_log_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Fraction of requests whose inputs and outputs go to the shared log volume.")
     certificate_arn: CertificateArn | None = Field(
@@ -289,6 +311,12 @@ class ModelServiceSettings(ConfigModel):
     def workers(self) -> int:
         """Server worker processes: one per whole CPU the pod may use."""
         return max(1, int(cpu_cores(self.cpu_limit)))
+
+    def batching(self, device: Device) -> tuple[int, float]:
+        """(most rows per predict call, ms a request may wait for company) on `device`."""
+        default_size, default_wait_ms = BATCH_DEFAULTS[device]
+        return (default_size if self.max_batch_size is None else self.max_batch_size,
+                default_wait_ms if self.max_batch_wait_ms is None else self.max_batch_wait_ms)
 
 
 class ObservabilitySettings(ConfigModel):
@@ -377,6 +405,25 @@ class StackSettings(ConfigModel):
     def system_pool(self) -> str:
         """The CPU pool that always has nodes: cluster add-ons and controllers run there."""
         return next(name for name, pool in self.node_pools.items() if pool.always_has_nodes)
+
+    @property
+    def model_gpu_pool(self) -> str | None:
+        """The model's pool when it is a GPU pool (an unknown pool is reported by the checks)."""
+        pool = self.node_pools.get(self.model_service.pool)
+        return self.model_service.pool if pool is not None and pool.gpu else None
+
+    @property
+    def model_device(self) -> Device:
+        """Where the model runs: the pool decides (its pods get MODEL_DEVICE, and the image to match)."""
+        return "cpu" if self.model_gpu_pool is None else "cuda"
+
+    @cached_property
+    def model_artifact(self) -> ModelArtifact:
+        """The artifact deployed (the checks have refused the stack if there is none to deploy)."""
+        found, problems = artifact.inspect(self.model_service.model, self.model_service.format, self.model_gpu_pool)
+        if found is None:
+            raise Invalid(*problems)
+        return found
 
     @property
     def has_gpu_pool(self) -> bool:

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from infra.compute.placement import GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL, spread_over_zones_and_nodes
 from infra.identity import StackIdentity
 from infra.settings import ModelServiceSettings
+from infra.settings.artifact import Device, ModelArtifact
 from infra.workload.contract import APP_NAME, LIVE_PATH, PORT_NAME, READY_PATH, SERVER_PORT, SERVER_UID, pod_labels
 
 PREDICTION_LOG_DIR = "/var/log/predictions"
@@ -25,25 +26,32 @@ SERVER_SHUTDOWN_SECONDS = 20
 TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + SERVER_DRAIN_SECONDS + SERVER_SHUTDOWN_SECONDS + 10
 
 
-def server_environment(model: ModelServiceSettings, model_sha256: str) -> list[k8s.core.v1.EnvVarArgsDict]:
+def server_environment(model: ModelServiceSettings, artifact: ModelArtifact,
+                       device: Device) -> list[k8s.core.v1.EnvVarArgsDict]:
+    max_batch_size, max_batch_wait_ms = model.batching(device)
     values = {
         "MODEL_NAME": model.name,
         "MODEL_VERSION": model.version,
-        "MODEL_SHA256": model_sha256,
+        "MODEL_SHA256": artifact.sha256,
         "MODEL_PORT": str(SERVER_PORT),
         "MODEL_WORKERS": str(model.workers),
-        "MODEL_MAX_BATCH_SIZE": str(model.max_batch_size),
-        "MODEL_MAX_BATCH_WAIT_MS": f"{model.max_batch_wait_ms:g}",
+        "MODEL_MAX_BATCH_SIZE": str(max_batch_size),
+        "MODEL_MAX_BATCH_WAIT_MS": f"{max_batch_wait_ms:g}",
         "MODEL_PREDICTION_LOG_DIR": PREDICTION_LOG_DIR,
         "MODEL_PREDICTION_LOG_SAMPLE_RATE": f"{model.prediction_log_sample_rate:g}",
         "MODEL_DRAIN_S": str(SERVER_DRAIN_SECONDS),
         "MODEL_SHUTDOWN_TIMEOUT_S": str(SERVER_SHUTDOWN_SECONDS),
+        # Said, not left to the server's auto: the format it was checked as at config time, and the
+        # pool's device, on which the server refuses to start rather than fall back to CPU silently.
+        "MODEL_FORMAT": artifact.format,
+        "MODEL_DEVICE": device,
     }
     return [{"name": name, "value": value} for name, value in values.items()]
 
 
-def pod_spec(identity: StackIdentity, model: ModelServiceSettings, image_ref: pulumi.Input[str], model_sha256: str,
-             claim_name: pulumi.Input[str], service_account: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgsDict:
+def pod_spec(identity: StackIdentity, model: ModelServiceSettings, image_ref: pulumi.Input[str],
+             artifact: ModelArtifact, device: Device, claim_name: pulumi.Input[str],
+             service_account: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgsDict:
     requests: dict[str, pulumi.Input[str]] = {"cpu": model.cpu_request, "memory": model.memory_request}
     limits: dict[str, pulumi.Input[str]] = {"cpu": model.cpu_limit, "memory": model.memory_limit}
     tolerations: list[k8s.core.v1.TolerationArgsDict] = []
@@ -71,7 +79,7 @@ def pod_spec(identity: StackIdentity, model: ModelServiceSettings, image_ref: pu
             "name": APP_NAME,
             "image": image_ref,
             "ports": [{"name": PORT_NAME, "container_port": SERVER_PORT, "protocol": "TCP"}],
-            "env": server_environment(model, model_sha256),
+            "env": server_environment(model, artifact, device),
             "resources": {"requests": requests, "limits": limits},
             # Loading and verifying the model happens before the server listens.
             "startup_probe": {"http_get": {"path": LIVE_PATH, "port": PORT_NAME}, "period_seconds": 2,

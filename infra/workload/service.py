@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 
 from infra.identity import StackIdentity
 from infra.settings import ModelServiceSettings, ObservabilitySettings
+from infra.settings.artifact import Device, ModelArtifact
 from infra.workload import analysis, rollout, scaling
 from infra.workload.contract import APP_NAME, NAMESPACE, PORT_NAME, SERVER_PORT, pod_labels
 from infra.workload.ingress import ingress_annotations, ingress_paths, load_balancer_hostname
@@ -35,7 +36,8 @@ class ModelServiceArgs:
     observability: ObservabilitySettings
     retain_data_on_destroy: bool
     image_ref: pulumi.Input[str]
-    model_sha256: str
+    artifact: ModelArtifact
+    device: Device
     vpc_cidr: str
     shared_storage_class: str
     ingress_class: str
@@ -104,7 +106,7 @@ class ModelService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace],
                                         retain_on_delete=args.retain_data_on_destroy),
         )
-        pod = pod_spec(identity, model, args.image_ref, args.model_sha256, claim.metadata.name,
+        pod = pod_spec(identity, model, args.image_ref, args.artifact, args.device, claim.metadata.name,
                        service_account.metadata.name)
         template: k8s.core.v1.PodTemplateSpecArgsDict = {"metadata": {"labels": selector}, "spec": pod}
         canary = model.canary

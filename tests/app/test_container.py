@@ -184,6 +184,29 @@ def test_a_mounted_example_of_another_runtime_is_served(image: str, example: str
         docker("rm", "-f", name, check=False)
 
 
+def test_an_image_built_around_another_runtimes_example_serves_it(image: str) -> None:
+    """As the program builds it for modelService.model: MODEL_FILE copies the artifact and points
+    MODEL_PATH at it; the pod gives only the pin, the format and the device."""
+    model = "examples/xgboost/model.ubj"
+    built = f"{IMAGE}-xgboost"
+    result = docker("build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", f"MODEL_FILE={model}",
+                    "-t", built, str(APP_DIR), timeout=1200, check=False)  # the build stage is the image fixture's
+    assert result.returncode == 0, result.stderr[-4000:]
+    pin = (APP_DIR / f"{model}.sha256").read_text().split()[0]
+    name = run_container(built, f"MODEL_SHA256={pin}", "MODEL_FORMAT=xgboost", "MODEL_DEVICE=cpu")
+    try:
+        address = container_address(name)
+        wait_ready(address)
+        status, answer = http_json(address, "POST", "/v1/models/iris:predict",
+                                   {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+        assert (status, answer) == (200, {"predictions": [0, 2]})
+        env = json.loads(docker("image", "inspect", built).stdout)[0]["Config"]["Env"]
+        assert f"MODEL_PATH=/app/{model}" in env
+    finally:
+        docker("rm", "-f", name, check=False)
+        docker("image", "rm", built, check=False)
+
+
 def test_wrong_pin_stops_the_container_with_a_clear_message(image: str) -> None:
     name = run_container(image, f"MODEL_SHA256={'0' * 64}")
     try:

@@ -123,7 +123,7 @@ def test_a_bst_file_is_told_apart_by_its_header(tmp_path: Path) -> None:
 
 def test_an_unknown_extension_lists_every_format(tmp_path: Path) -> None:
     path, _ = write(tmp_path, "model.weights", b"x")
-    assert load_refusal(path).endswith("or set MODEL_FORMAT=pickle|skops|xgboost|lightgbm|onnx")
+    assert load_refusal(path).endswith("; set MODEL_FORMAT=pickle|skops|xgboost|lightgbm|onnx")
 
 
 def test_an_xgboost_model_saved_by_a_newer_xgboost_is_refused(tmp_path: Path) -> None:

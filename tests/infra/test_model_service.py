@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from infra.settings import PROJECT_DIR
-from infra.workload.image import model_sha256
+from infra.settings.artifact import APP_DIR
 from review.records import Synthesis
 from tests.support.scheduling import pod_spec, pool_nodes, pools_for
 from tests.support.stacks import CPU_ONLY, synthesized, synthesized_with
@@ -113,7 +113,7 @@ def test_resources_and_environment_come_from_config() -> None:
     assert container(prod)["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"},
                                             "limits": {"cpu": "2", "memory": "2Gi"}}
     env = environment(prod)
-    assert env["MODEL_SHA256"] == model_sha256()
+    assert env["MODEL_SHA256"] == (APP_DIR / "model.pkl.sha256").read_text().split()[0]
     assert env["MODEL_NAME"] == "iris" and env["MODEL_VERSION"] == "1"
     assert env["MODEL_WORKERS"] == "2"  # one per whole CPU of the limit
     assert env["MODEL_PREDICTION_LOG_DIR"] == "/var/log/predictions"
@@ -178,8 +178,9 @@ def test_ingress_is_an_internet_facing_alb_to_pod_ips(stack_synthesis: Synthesis
 
 
 def test_a_gpu_model_lands_on_the_gpu_pool_with_its_toleration_and_limit() -> None:
-    synthesis = synthesized_with("dev", {"modelService": {"pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1,
-                                                          "maxReplicas": 1}})
+    synthesis = synthesized_with("dev", {"modelService": {
+        "model": "examples/onnx-mlp/model.onnx", "pool": "gpu", "gpus": 1, "replicas": 1, "minReplicas": 1,
+        "maxReplicas": 1}})
     spec = pod(synthesis)
     assert spec["nodeSelector"] == {"model-serving/pool": "gpu"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]

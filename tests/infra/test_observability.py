@@ -16,7 +16,7 @@ from infra.settings import PROJECT_DIR
 from review.records import Synthesis
 from tests.support.charts import rendered_chart
 from tests.support.scheduling import pod_spec, pool_nodes, pools_for, selector_matches
-from tests.support.stacks import CPU_ONLY, lookups, synthesized, synthesized_with
+from tests.support.stacks import CPU_ONLY, lookups, synthesized, synthesized_variant, synthesized_with
 
 MONITORING = "monitoring"
 CUSTOM = "kubernetes:monitoring.coreos.com/v1"
@@ -301,7 +301,7 @@ def test_the_dashboard_is_grafana_json_with_the_panels_operators_need(stack_synt
         assert panel["targets"] and len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
     titles = " / ".join(panel["title"] for panel in panels)
     for needed in ("Requests per second", "Errors", "latency", "Queue wait", "Rows per predict call",
-                   "in flight", "Replicas", "CPU per pod", "Memory per pod", "GPU utilisation", "GPU memory"):
+                   "in flight", "Replicas", "CPU per pod", "Memory per pod", "runtime and device"):
         assert needed in titles, needed
     # The data source the panels name is the one the chart provisions.
     chart = rendered_chart(stack_synthesis.stack, "kube-prometheus-stack")
@@ -309,7 +309,21 @@ def test_the_dashboard_is_grafana_json_with_the_panels_operators_need(stack_synt
     assert datasources and "uid: prometheus" in datasources[0]["data"]["datasource.yaml"]
 
 
-def test_gpu_panels_only_with_a_gpu_pool() -> None:
-    cpu_only = synthesized_with("dev", CPU_ONLY)
-    dashboard = json.loads(cpu_only.one("kubernetes:core/v1:ConfigMap").inputs["data"]["model-serving.json"])
-    assert not [panel for panel in dashboard["panels"] if "GPU" in panel["title"]]
+def test_gpu_panels_show_the_models_own_gpus_only_when_it_runs_on_one() -> None:
+    """dcgm-exporter labels each GPU's series with the pod's namespace and container (exported_*
+    through its ServiceMonitor): the panels select the model server's; a model on a CPU pool has none."""
+    def dashboard(synthesis: Synthesis) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(synthesis.one("kubernetes:core/v1:ConfigMap").inputs["data"][
+            "model-serving.json"])
+        return loaded
+
+    gpu_panels = [panel for panel in dashboard(synthesized_variant("prod-gpu-https"))["panels"]
+                  if "GPU" in panel["title"]]
+    assert [panel["title"] for panel in gpu_panels] == ["GPU utilisation", "GPU memory used"]
+    for panel in gpu_panels:
+        assert 'exported_namespace="model-serving",exported_container="model-server"' in panel["targets"][0]["expr"]
+    for on_cpu in (synthesized_variant("prod"), synthesized_with("dev", CPU_ONLY)):
+        assert not [panel for panel in dashboard(on_cpu)["panels"] if "GPU" in panel["title"]]
+    (devices,) = [panel for panel in dashboard(synthesized_variant("prod"))["panels"] if "device" in panel["title"]]
+    assert devices["targets"][0]["expr"] == (
+        'count by (runtime, device) (model_server_model_info{namespace="model-serving"})')

@@ -24,8 +24,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from infra.settings import PROJECT_DIR, StackConfigError, load_settings
-from infra.workload.image import AppArtifact
+from infra.settings import PROJECT_DIR, StackConfigError, StackSettings, load_settings
+from infra.settings.artifact import ModelArtifact
 from policy.rules import RULES, Resource
 from review.diff import diff
 from review.plan import show, synthesize_revision
@@ -266,11 +266,18 @@ def before_canaries(stack: str) -> Synthesis:
     return copy.deepcopy(result)
 
 
+# What the pods are told of the artifact since each model kind got its runtime: the program before
+# left the format and the device to the server's auto.
+ARTIFACT_VARIABLES = frozenset({"MODEL_FORMAT", "MODEL_DEVICE"})
+
+
 def without_artifact(spec: dict[str, Any]) -> dict[str, Any]:
-    """A workload's spec with the image and model digests blanked: they follow app/, not the program."""
+    """A workload's spec with the image and model digests blanked, and the artifact's format and
+    device left out: they follow app/ and the artifact, not the program's release machinery."""
     spec = copy.deepcopy(spec)
     for container in spec["template"]["spec"]["containers"]:
         container["image"] = "<image>"
+        container["env"] = [variable for variable in container["env"] if variable["name"] not in ARTIFACT_VARIABLES]
         for variable in container["env"]:
             if variable["name"] == "MODEL_SHA256":
                 variable["value"] = "<model sha256>"
@@ -422,10 +429,9 @@ def test_a_new_image_changes_only_the_image_the_pod_template_and_the_release_wai
         monkeypatch: pytest.MonkeyPatch) -> None:
     """app/ changed: a new content tag (a new image, pushed) and a new model digest."""
     before = synthesized("dev")
-    artifact = AppArtifact.inspect()
-    monkeypatch.setattr(AppArtifact, "inspect", classmethod(lambda cls, app_dir=None: AppArtifact(
-        tag="app-" + "1" * 20, model_sha256=hashlib.sha256(b"another model").hexdigest())))
-    assert AppArtifact.inspect() != artifact
+    another = ModelArtifact(file="model.pkl", sha256=hashlib.sha256(b"another model").hexdigest(), format="pickle")
+    monkeypatch.setattr(StackSettings, "model_artifact", property(lambda settings: another))
+    monkeypatch.setattr("infra.workload.image.content_tag", lambda *args, **kwargs: "app-" + "1" * 20)
     after = synthesize("dev")
     assert changes(before, after) == {
         "image-model-server": ["inputs.build.args.VERSION", "inputs.imageName"],

@@ -19,7 +19,11 @@ standard library, so the server loads it with nothing extra on its path.
 - `slow_model` answers 200, late: a random forest with so many trees that one predict call takes
   longer than a latency bound (scikit-learn predicts tree by tree, in Python).
 
-Why three artifacts: each fault shows on exactly one of the canary checks (5xx ratio, refusal
+- `log_regressor` and `log_graph` answer 200 on iris rows and NaN on a negative measurement (numpy's
+  and ONNX Runtime's logarithms give NaN out of their domain, silently): a prediction the server must answer with a 500,
+  the model's fault, rather than a 200 whose JSON says null (app/model_server/batching.py).
+
+Why three canary artifacts: each fault shows on exactly one of the canary checks (5xx ratio, refusal
 increase, p99 latency), so each check is proved to catch its fault and to ignore the others.
 """
 
@@ -41,7 +45,7 @@ import joblib
 import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, PolynomialFeatures
 
@@ -97,6 +101,28 @@ def slow_model(directory: Path, at_least_s: float, name: str = "slow.pkl") -> tu
     forest.estimators_ = forest.estimators_ * copies
     forest.n_estimators = len(forest.estimators_)
     return _write(forest, directory, name)
+
+
+def log_regressor(directory: Path, name: str = "log_regressor.pkl") -> tuple[Path, str]:
+    """A scikit-learn regressor of log(1 + measurement): NaN for a measurement below -1 (and finite at 0,
+    where the server's load-time probe predicts)."""
+    features, labels = load_iris(return_X_y=True)
+    model = make_pipeline(FunctionTransformer(np.log1p), LinearRegression())
+    return _write(model.fit(features, labels.astype(float)), directory, name)
+
+
+def log_graph(directory: Path, name: str = "log.onnx") -> tuple[Path, str]:
+    """An ONNX graph of one core operator, y = log(x) on FP32 [N, 4]: NaN for a negative value."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Log", ["x"], ["y"])], "log",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # what the pinned onnxruntime reads
+    path = directory / name
+    path.write_bytes(model.SerializeToString())
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # -- valid traffic: iris rows, one per request -----------------------------------------------------

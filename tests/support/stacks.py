@@ -16,8 +16,8 @@ CERTIFICATE_PROD = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{stack: (stack, {}) for stack in STACKS},
     "prod-gpu-https": ("prod", {"modelService": {
-        "pool": "gpu", "gpus": 1, "replicas": 2, "minReplicas": 2, "maxReplicas": 4,
-        "certificateArn": CERTIFICATE_PROD}}),
+        "pool": "gpu", "gpus": 1, "model": "examples/xgboost/model.ubj", "replicas": 2, "minReplicas": 2,
+        "maxReplicas": 4, "certificateArn": CERTIFICATE_PROD}}),
     "staging-1.36": ("staging", {"kubernetesVersion": "1.36"}),
 }
 # dev with one CPU pool and no GPU pool (the same overrides everywhere, so synthesized_with runs it once).
