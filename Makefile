@@ -5,7 +5,7 @@ STACK  ?= dev
 
 TOOLS  := tools/node_modules/.installed
 
-.PHONY: plan diff test lint typecheck unit serve model gate bench detection image mutation rollback clean
+.PHONY: plan diff test lint typecheck unit serve model gate bench detection image cuda-image mutation rollback clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
@@ -38,7 +38,7 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy infra review delivery tools/config_reference.py __main__.py
-	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py
+	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py ../bench/gpu_check.py
 
 unit: $(VENV)/.installed $(TOOLS)
 	$(PYTHON) -m pytest -q
@@ -82,6 +82,15 @@ mutation: $(VENV)/.installed
 ## image: build the model server's image
 image:
 	docker build -t model-server:local app
+
+## cuda-image: build the CUDA image (app/Dockerfile.cuda; 1.8 GB of wheels from PyPI, timed) on an offline
+## Debian trixie base (or BASE_IMAGE=python:3.13-slim-trixie), then check it without a GPU (tests/app/test_cuda_image.py)
+cuda-image: $(VENV)/.installed
+	@base=$${BASE_IMAGE:-$$($(PYTHON) -m tests.support.offline_base trixie)} && started=$$(date +%s) \
+	  && docker build -f app/Dockerfile.cuda --build-arg BASE_IMAGE=$$base -t model-server-cuda:local app \
+	  && echo "model-server-cuda:local built on $$base in $$(( $$(date +%s) - started )) s," \
+	     "$$(( $$(docker image inspect -f '{{.Size}}' model-server-cuda:local) / 1000000 )) MB"
+	CUDA_IMAGE=model-server-cuda:local $(PYTHON) -m pytest -q -s -rs tests/app/test_cuda_image.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .mypy_cache .pytest_cache .ruff_cache .mutation
