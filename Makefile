@@ -7,7 +7,7 @@ TOOLS  := tools/node_modules/.installed
 # What STACK deploys: its model artifact (under app/) and the Dockerfile for its pool.
 STACK_MODEL = $(PYTHON) -m delivery.stack_model $(STACK)
 
-.PHONY: plan diff test lint typecheck unit serve model gate bench detection image mutation rollback clean
+.PHONY: plan diff test lint typecheck unit serve model gate bench detection image cuda-image mutation rollback clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
@@ -40,7 +40,7 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy infra review delivery tools/config_reference.py __main__.py
-	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py
+	cd app && ../$(VENV)/bin/mypy --config-file ../pyproject.toml model_server train.py ../bench/gpu_check.py
 
 unit: $(VENV)/.installed $(TOOLS)
 	$(PYTHON) -m pytest -q
@@ -87,6 +87,15 @@ mutation: $(VENV)/.installed
 image: $(VENV)/.installed
 	docker build -t model-server:local --file app/$$($(STACK_MODEL) dockerfile) \
 	  --build-arg MODEL_FILE=$$($(STACK_MODEL) model) app
+
+## cuda-image: build the CUDA image (app/Dockerfile.cuda; 1.8 GB of wheels from PyPI, timed) on an offline
+## Debian trixie base (or BASE_IMAGE=python:3.13-slim-trixie), then check it without a GPU (tests/app/test_cuda_image.py)
+cuda-image: $(VENV)/.installed
+	@base=$${BASE_IMAGE:-$$($(PYTHON) -m tests.support.offline_base trixie)} && started=$$(date +%s) \
+	  && docker build -f app/Dockerfile.cuda --build-arg BASE_IMAGE=$$base -t model-server-cuda:local app \
+	  && echo "model-server-cuda:local built on $$base in $$(( $$(date +%s) - started )) s," \
+	     "$$(( $$(docker image inspect -f '{{.Size}}' model-server-cuda:local) / 1000000 )) MB"
+	CUDA_IMAGE=model-server-cuda:local $(PYTHON) -m pytest -q -s -rs tests/app/test_cuda_image.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .mypy_cache .pytest_cache .ruff_cache .mutation

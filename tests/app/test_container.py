@@ -1,9 +1,8 @@
 """The image, built and run for real with Docker.
 
 No registry is reachable here, so the base image is built offline: a Debian bookworm
-root filesystem from debootstrap (with the host's CA bundle, which trusts the proxy in
-front of PyPI), imported into Docker, and passed as BASE_IMAGE. Real users build on the
-Dockerfile's default, python:3.11-slim-bookworm.
+root filesystem from debootstrap, imported into Docker (tests/support/offline_base.py), and
+passed as BASE_IMAGE. Real users build on the Dockerfile's default, python:3.11-slim-bookworm.
 
 On a machine without Docker these tests skip, saying why; CI sets REQUIRE_DOCKER=1 so
 that there they fail instead.
@@ -16,17 +15,16 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.support.offline_base import BASES, OfflineBaseError, build_offline_base
 from tests.support.server import APP_DIR
 from tests.support.shutdown import terminate_under_load
 
-BASE_IMAGE = "model-serving-test/bookworm-python:offline"
+BASE_IMAGE = BASES["bookworm"]
 IMAGE = "model-serving-test/model-server:test"
 UID = "10001"
 # 415 MB with scikit-learn alone; the CPU builds of XGBoost, LightGBM and ONNX Runtime (its
@@ -57,28 +55,12 @@ def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
-def build_offline_base() -> None:
-    if docker("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
-        return
-    if shutil.which("debootstrap") is None:
-        pytest.fail("building the offline base image needs debootstrap (apt-get install debootstrap)")
-    with tempfile.TemporaryDirectory(prefix="bookworm-") as directory:
-        root = Path(directory) / "root"
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-                        "bookworm", str(root)], check=True, capture_output=True, timeout=900)
-        shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
-        # Like the official slim images: no package caches or lists in the base.
-        for cache in ("var/cache/apt", "var/lib/apt/lists"):
-            shutil.rmtree(root / cache)
-            (root / cache).mkdir()
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
-        assert tar.wait() == 0
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    build_offline_base()
+    try:
+        build_offline_base("bookworm", BASE_IMAGE)
+    except OfflineBaseError as error:
+        pytest.fail(str(error))
     result = docker("build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", "VERSION=test",
                     "-t", IMAGE, str(APP_DIR), timeout=1200, check=False)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -264,3 +264,6 @@ def test_a_cuda_build_that_cannot_reach_the_gpu_is_found_out_by_the_probe(
     assert model.runtime.device == "cpu"
     assert "ONNX Runtime cannot create a CUDA session" in model.runtime.device_reason or (
         "the CUDA provider did not start" in model.runtime.device_reason)
+    # The CUDA session lists CUDA alone: listing the CPU provider too while CPU fallback is disabled is a
+    # session ONNX Runtime never creates, GPU or not (inference_session.cc).
+    assert "Conflicting session configuration" not in model.runtime.device_reason

@@ -143,7 +143,10 @@ def session_options(threads: int, cuda: bool) -> ort.SessionOptions:
 
 
 def create_session(data: bytes, threads: int, device: Device) -> ort.InferenceSession:
-    providers = [CUDA, CPU] if device == "cuda" else [CPU]
+    # CUDA alone: ONNX Runtime adds the CPU provider itself, and refuses a session that lists it
+    # explicitly while CPU fallback is disabled ("Conflicting session configuration: explicitly added
+    # the CPU EP", onnxruntime/core/session/inference_session.cc).
+    providers = [CUDA] if device == "cuda" else [CPU]
     return ort.InferenceSession(data, session_options(threads, device == "cuda"), providers=providers)
 
 
