@@ -21,9 +21,9 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any, Literal
 
+from infra.settings.build_context import APP_DIR, context_files
 from infra.settings.problems import Problem, problem, set_command
 
-APP_DIR = Path(__file__).resolve().parent.parent.parent / "app"
 DEFAULT_MODEL = "model.pkl"
 # Which runtimes can run on a GPU, and why the others cannot (app/model_server/runtimes/*.py).
 GPU_RUNTIMES = frozenset({"xgboost", "onnx"})
@@ -131,8 +131,6 @@ def located(file: str, app_dir: Path = APP_DIR) -> tuple[Path | None, list[Probl
         return None, [problem(f"app/{file} does not exist",
                               "train the bundled ones with `make model`, or copy yours there (and pin it: "
                               f"{pin_command(file)})")]
-    from infra.workload.build_context import context_files  # imports this module
-
     if path not in {candidate.resolve() for candidate in context_files(app_dir)}:
         return None, [problem(f"app/{file} is not in the image's build context (app/.dockerignore leaves it out)",
                               f"add the line !{file} to app/.dockerignore")]

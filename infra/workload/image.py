@@ -19,8 +19,8 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from infra.settings import PROJECT_DIR
-from infra.settings.artifact import APP_DIR, Device, ModelArtifact
-from infra.workload.build_context import content_tag
+from infra.settings.artifact import Device, ModelArtifact
+from infra.settings.build_context import APP_DIR, content_tag
 
 DOCKERFILES: dict[Device, str] = {"cpu": "Dockerfile", "cuda": "Dockerfile.cuda"}
 PLATFORM = "linux/amd64"  # node pools run x86_64 AMIs

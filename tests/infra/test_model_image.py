@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings.artifact import APP_DIR
-from infra.workload.build_context import content_tag, context_files
+from infra.settings.build_context import content_tag, context_files
 from review.records import Synthesis
 
 XGBOOST = "examples/xgboost/model.ubj"

@@ -1,5 +1,5 @@
 """What `docker build app/` sends, and the image tag that follows it (no Pulumi here: the settings
-check that the model is in the context too).
+check that the model is in the context, and the image takes its tag).
 
 The tag is a hash of the files one image is built from: the build context (app/.dockerignore
 decides), less the pinned model artifacts that image does not copy, plus its build arguments. So an
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from docker.utils.build import exclude_paths
 
-from infra.settings.artifact import APP_DIR
+APP_DIR = Path(__file__).resolve().parent.parent.parent / "app"
 
 
 def context_files(app_dir: Path = APP_DIR, dockerfile: str = "Dockerfile") -> list[Path]:
@@ -29,7 +29,7 @@ def context_files(app_dir: Path = APP_DIR, dockerfile: str = "Dockerfile") -> li
 
 
 def _is_pinned_artifact(path: Path) -> bool:
-    # Every deployable model has its pin beside it (infra/settings/artifact.py): that marks it as one.
+    # Every deployable model has its pin beside it (artifact.py): that marks it as one.
     return path.with_name(f"{path.name}.sha256").is_file()
 
 
