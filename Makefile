@@ -68,9 +68,10 @@ rollback: $(VENV)/.installed
 	@if [ "$(origin STACK)" = file ]; then echo "make rollback needs the stack: make rollback STACK=prod" >&2; exit 2; fi
 	$(PYTHON) -m delivery.rollback $(STACK)
 
-## bench: this server against MLServer 1.7.1 on the same model (needs wrk), and canary detection time (prometheus)
+## bench: this server against MLServer 1.7.1 on the same model files, per runtime, and ONNX against ONNX Runtime
+## in-process (needs wrk; RUNTIMES=xgboost,onnx narrows it), and canary detection time (prometheus)
 bench: $(VENV)/.installed
-	$(PYTHON) bench/run.py --json bench/results.json
+	$(PYTHON) bench/run.py --json bench/results.json $(if $(RUNTIMES),--runtimes $(RUNTIMES))
 	$(PYTHON) bench/detection.py --json bench/detection.json
 
 ## detection: how long a faulty canary serves before its analysis would abort it (needs prometheus; minutes)
