@@ -6,10 +6,11 @@ company. A full batch flushes at once. Each input is concatenated across the req
 batch (rows are every tensor's first dimension), and each caller gets exactly its own rows of
 every output back.
 
-A prediction that is NaN or infinite is the model's fault, never the request's: that caller gets a
-500 naming the output, not a 200 whose JSON turns the values into nulls (and whose binary output
-hands them on as numbers). Each caller's own rows are checked, so one request that drives the model
-out of its range fails alone.
+A prediction that is NaN or infinite is never a 200 (whose JSON would turn the values into nulls,
+and whose binary output would hand them on as numbers). It is the model's fault, a 500 naming the
+output, unless the caller itself sent NaN or infinities that the model does not handle: a 400.
+Each caller's own rows are checked, so one request that drives the model out of its range fails
+alone.
 """
 
 from __future__ import annotations
@@ -128,11 +129,21 @@ class Batcher:
     def _answer(self, item: _Pending, results: dict[str, np.ndarray]) -> None:
         for name, values in results.items():
             if values.dtype.kind in "fc" and not np.isfinite(values).all():
-                item.future.set_exception(ServerError(
-                    f"model '{self.model.name}' predicted NaN or infinite values in output '{name}': a fault of the "
-                    "model on these inputs, not of the request"))
+                item.future.set_exception(self._non_finite(item, name))
                 return
         item.future.set_result(results)
+
+    def _non_finite(self, item: _Pending, output: str) -> Exception:
+        """The model's fault, unless the caller sent NaN or infinities (which a runtime that lets them
+        through, as missing values, must pass on) and the model does not handle them."""
+        sent = [name for name, values in item.inputs.items()
+                if values.dtype.kind in "fc" and not np.isfinite(values).all()]
+        if sent:
+            return BadRequest(f"inputs: {', '.join(sent)} contain{'s' if len(sent) == 1 else ''} NaN or infinite "
+                              f"values, and model '{self.model.name}' predicts NaN or infinite values for them "
+                              f"(output '{output}'): it does not handle missing values; send finite numbers")
+        return ServerError(f"model '{self.model.name}' predicted NaN or infinite values in output '{output}': a "
+                           "fault of the model on these inputs, not of the request")
 
     def _predict_alone(self, item: _Pending) -> None:
         try:

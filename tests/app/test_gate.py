@@ -306,7 +306,7 @@ def gate_image() -> str:
         if os.environ.get("REQUIRE_DOCKER") == "1":
             pytest.fail(f"REQUIRE_DOCKER=1 but {problem}")
         pytest.skip(f"the gate's image test needs Docker: {problem}")
-    build_offline_base()
+    build_offline_base("bookworm", BASE_IMAGE)
     result = docker("build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", GATE_IMAGE, str(APP_DIR),
                     timeout=1200, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
