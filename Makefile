@@ -5,7 +5,7 @@ STACK  ?= dev
 
 TOOLS  := tools/node_modules/.installed
 
-.PHONY: plan diff test lint typecheck unit serve model gate bench detection image mutation rollback clean
+.PHONY: plan diff test lint typecheck unit serve model gate bench detection profile image mutation rollback clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
@@ -68,6 +68,12 @@ rollback: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PYTHON) bench/run.py --json bench/results.json
 	$(PYTHON) bench/detection.py --json bench/detection.json
+
+## profile: where one worker's CPU goes under load (py-spy, pinned; needs wrk): bench/profile/worker.svg
+## (flame graph) and bench/profile/top.txt (top functions by self and total time)
+profile: $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet -r bench/requirements-profile.txt
+	$(PYTHON) bench/profile_worker.py --out bench/profile
 
 ## detection: how long a faulty canary serves before its analysis would abort it (needs prometheus; minutes)
 detection: $(VENV)/.installed

@@ -2,7 +2,8 @@
 
     python bench/run.py [--seconds 10] [--json bench/results.json]
 
-(Canary detection time is bench/detection.py; `make bench` runs both.)
+(Canary detection time is bench/detection.py; `make bench` runs both. CPU per request against a
+bare asyncio + httptools server, in the same run, is bench/cpu_cost.py; this prints its table too.)
 
 Load comes from wrk (Debian package `wrk`) with keep-alive connections. Each server gets
 the identical V2 JSON request asking for the `predict` output only, so both do the same
@@ -34,6 +35,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import cpu_cost  # bench/cpu_cost.py, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "app" / "model.pkl"
@@ -272,9 +275,12 @@ def main() -> int:
         scratch = Path(directory)
         mine = measure("model-server", ours, options.seconds, scratch)
         theirs = measure("mlserver", mlserver, options.seconds, scratch)
+    costs = cpu_cost.measure_both(options.seconds)  # this server's CPU/request against a bare server's
     print(table(mine, theirs))
+    print()
+    print(cpu_cost.table(*costs))
     if options.json:
-        options.json.write_text(json.dumps([asdict(mine), asdict(theirs)], indent=2))
+        options.json.write_text(json.dumps([asdict(mine), asdict(theirs), *map(asdict, costs)], indent=2))
     return 0
 
 

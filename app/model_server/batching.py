@@ -30,7 +30,7 @@ class Predictor(Protocol):
     def predict(self, inputs: Inputs, outputs: frozenset[str]) -> dict[str, np.ndarray]: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     inputs: Inputs
     rows: int
@@ -41,15 +41,19 @@ class _Pending:
 
 # Called after each predict with (rows in the batch, seconds each request waited).
 BatchObserver = Callable[[int, list[float]], None]
+# Called after every predict call, failed ones and retries included, with its wall-clock seconds and the
+# CPU seconds of the calling thread (time.thread_time: a library's own threads are not the server's).
+PredictObserver = Callable[[float, float], None]
 
 
 class Batcher:
     def __init__(self, model: Predictor, max_batch_size: int, max_wait_s: float, observe: BatchObserver,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, observe_predict: PredictObserver | None = None) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.observe = observe
+        self.observe_predict = observe_predict
         self.loop = loop
         self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
@@ -108,7 +112,7 @@ class Batcher:
         inputs = {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
         outputs = frozenset().union(*(item.outputs for item in batch))
         try:
-            results = self.model.predict(inputs, outputs)
+            results = self._call_model(inputs, outputs)
         except Exception:
             # One bad request must not fail its neighbours: retry each alone to find it.
             for item in batch:
@@ -120,9 +124,19 @@ class Batcher:
             item.future.set_result({name: results[name][offset:end] for name in item.outputs})
             offset = end
 
+    def _call_model(self, inputs: Inputs, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        observe = self.observe_predict
+        if observe is None:
+            return self.model.predict(inputs, outputs)
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            return self.model.predict(inputs, outputs)
+        finally:
+            observe(time.perf_counter() - started, time.thread_time() - cpu_started)
+
     def _predict_alone(self, item: _Pending) -> None:
         try:
-            results = self.model.predict(item.inputs, item.outputs)
+            results = self._call_model(item.inputs, item.outputs)
             item.future.set_result({name: results[name] for name in item.outputs})
         except ValueError as error:  # how every runtime says the library refused the input
             where = "inputs[0].data" if len(item.inputs) == 1 else "inputs"
