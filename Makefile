@@ -7,7 +7,7 @@ TOOLS  := tools/node_modules/.installed
 # What STACK deploys: its model artifact (under app/) and the Dockerfile for its pool.
 STACK_MODEL = $(PYTHON) -m delivery.stack_model $(STACK)
 
-.PHONY: plan diff test lint typecheck unit serve model gate bench detection image cuda-image mutation rollback clean
+.PHONY: plan diff test lint typecheck unit serve model gate bench detection profile image cuda-image mutation rollback clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/requirements.txt policy/requirements.txt
 	python3 -m venv $(VENV)
@@ -73,6 +73,12 @@ rollback: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PYTHON) bench/run.py --json bench/results.json $(if $(RUNTIMES),--runtimes $(RUNTIMES))
 	$(PYTHON) bench/detection.py --json bench/detection.json
+
+## profile: where one worker's CPU goes under load (py-spy, pinned; needs wrk): bench/profile/worker.svg
+## (flame graph) and bench/profile/top.txt (top functions by self and total time)
+profile: $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet -r bench/requirements-profile.txt
+	$(PYTHON) bench/profile_worker.py --out bench/profile
 
 ## detection: how long a faulty canary serves before its analysis would abort it (needs prometheus; minutes)
 detection: $(VENV)/.installed

@@ -3,7 +3,8 @@ same machine, in the same run.
 
     python bench/run.py [--seconds 10] [--runtimes sklearn,xgboost,lightgbm,onnx,onnx-mlp] [--json bench/results.json]
 
-(Canary detection time is bench/detection.py; `make bench` runs both.)
+(Canary detection time is bench/detection.py; `make bench` runs both. CPU per request against a
+bare asyncio + httptools server, in the same run, is bench/cpu_cost.py; this prints its table too.)
 
 Load comes from wrk (Debian package `wrk`) with keep-alive connections. Reported per server:
 requests/s and p50/p99 latency at 1, 8 and 64 clients with 1-row requests; rows/s with 256-row
@@ -61,6 +62,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
+
+import cpu_cost  # bench/cpu_cost.py, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app"
@@ -549,6 +552,9 @@ def main() -> int:
         for runtime in runtimes:
             section, results[runtime.name] = compare(runtime, options.seconds, Path(directory))
             print(section + "\n", flush=True)
+    costs = cpu_cost.measure_both(options.seconds)  # this server's CPU/request against a bare server's
+    print(cpu_cost.table(*costs))
+    results["cpu_per_request"] = [asdict(cost) for cost in costs]
     if options.json:
         options.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

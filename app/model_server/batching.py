@@ -36,7 +36,7 @@ class Predictor(Protocol):
     def predict(self, inputs: Inputs, outputs: frozenset[str]) -> dict[str, np.ndarray]: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     inputs: Inputs
     rows: int
@@ -47,15 +47,24 @@ class _Pending:
 
 # Called after each predict with (rows in the batch, seconds each request waited).
 BatchObserver = Callable[[int, list[float]], None]
+# Called after every predict call, failed ones and retries included, with its wall-clock seconds and the
+# CPU seconds of the calling thread (time.thread_time: a library's own threads are not the server's).
+PredictObserver = Callable[[float, float], None]
+
+
+def finite(values: np.ndarray) -> bool:
+    """No NaN or infinity (integer and other non-float arrays cannot hold them)."""
+    return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
 
 
 class Batcher:
     def __init__(self, model: Predictor, max_batch_size: int, max_wait_s: float, observe: BatchObserver,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, observe_predict: PredictObserver | None = None) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.observe = observe
+        self.observe_predict = observe_predict
         self.loop = loop
         self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
@@ -114,30 +123,35 @@ class Batcher:
         inputs = {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
         outputs = frozenset().union(*(item.outputs for item in batch))
         try:
-            results = self.model.predict(inputs, outputs)
+            results = self._call_model(inputs, outputs)
         except Exception:
             # One bad request must not fail its neighbours: retry each alone to find it.
             for item in batch:
                 self._predict_alone(item)
             return
+        # Checked once for the whole batch; only a batch with a non-finite value is checked per caller.
+        answer = self._answer if not all(map(finite, results.values())) else self._answer_finite
         offset = 0
         for item in batch:
             end = offset + item.rows
-            self._answer(item, {name: results[name][offset:end] for name in item.outputs})
+            answer(item, {name: results[name][offset:end] for name in item.outputs})
             offset = end
 
     def _answer(self, item: _Pending, results: dict[str, np.ndarray]) -> None:
         for name, values in results.items():
-            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            if not finite(values):
                 item.future.set_exception(self._non_finite(item, name))
                 return
+        item.future.set_result(results)
+
+    @staticmethod
+    def _answer_finite(item: _Pending, results: dict[str, np.ndarray]) -> None:
         item.future.set_result(results)
 
     def _non_finite(self, item: _Pending, output: str) -> Exception:
         """The model's fault, unless the caller sent NaN or infinities (which a runtime that lets them
         through, as missing values, must pass on) and the model does not handle them."""
-        sent = [name for name, values in item.inputs.items()
-                if values.dtype.kind in "fc" and not np.isfinite(values).all()]
+        sent = [name for name, values in item.inputs.items() if not finite(values)]
         if sent:
             return BadRequest(f"inputs: {', '.join(sent)} contain{'s' if len(sent) == 1 else ''} NaN or infinite "
                               f"values, and model '{self.model.name}' predicts NaN or infinite values for them "
@@ -145,9 +159,19 @@ class Batcher:
         return ServerError(f"model '{self.model.name}' predicted NaN or infinite values in output '{output}': a "
                            "fault of the model on these inputs, not of the request")
 
+    def _call_model(self, inputs: Inputs, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        observe = self.observe_predict
+        if observe is None:
+            return self.model.predict(inputs, outputs)
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            return self.model.predict(inputs, outputs)
+        finally:
+            observe(time.perf_counter() - started, time.thread_time() - cpu_started)
+
     def _predict_alone(self, item: _Pending) -> None:
         try:
-            results = self.model.predict(item.inputs, item.outputs)
+            results = self._call_model(item.inputs, item.outputs)
         except ValueError as error:  # how every runtime says the library refused the input
             where = "inputs[0].data" if len(item.inputs) == 1 else "inputs"
             item.future.set_exception(BadRequest(f"{where}: model '{self.model.name}' rejected it: {error}"))

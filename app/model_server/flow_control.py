@@ -30,7 +30,7 @@ class FlowControl:
         self._reasons.add(reason)
 
     def resume(self, reason: PauseReason) -> None:
-        if reason not in self._reasons:
+        if not self._reasons or reason not in self._reasons:  # asked once per request: the cheap test first
             return
         self._reasons.discard(reason)
         if not self._reasons and not self._transport.is_closing():
@@ -42,4 +42,4 @@ class FlowControl:
 
     @property
     def writing_paused(self) -> bool:
-        return PauseReason.CLIENT_NOT_READING in self._reasons
+        return bool(self._reasons) and PauseReason.CLIENT_NOT_READING in self._reasons

@@ -23,6 +23,7 @@ state machine reads best whole.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,12 +55,12 @@ class Request:
     keep_alive: bool = True
     started: float = field(default_factory=time.perf_counter)
 
-    @property
-    def path(self) -> str:
+    @functools.cached_property
+    def path(self) -> str:  # read by routing, the access log and handlers: split once
         return self.url.split(b"?", 1)[0].decode("latin-1")
 
 
-@dataclass
+@dataclass(slots=True)
 class IncomingRequest:
     """The request being received and what its parsing has counted so far. A new one begins with
     each request; what outlives a request (the queue, timers, flow control) is the connection's."""
@@ -102,12 +103,27 @@ class ServerState:
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
+# The status line and content-type of each (status, content type) answered, made once.
+_HEADS: dict[tuple[int, str], bytes] = {}
+
+
+def _head(status: int, content_type: str) -> bytes:
+    head = _HEADS.get((status, content_type))
+    if head is None:
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: " % (
+            status, _REASONS.get(status, b"Unknown"), content_type.encode())
+        if len(_HEADS) < 256:  # content types come from the server's code, but stay bounded
+            _HEADS[(status, content_type)] = head
+    return head
+
+
 def render_response(status: int, body: bytes, content_type: str, headers: dict[str, str] | None,
                     keep_alive: bool, for_head: bool = False) -> bytes:
     """The response's bytes. One to a HEAD request has the headers the body would have, content-length
     included, and no body (RFC 9110, section 9.3.2)."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
-             b"content-type: %s\r\ncontent-length: %d\r\n" % (content_type.encode(), len(body))]
+    if keep_alive and not headers and not for_head:  # the common answer, in one step
+        return b"%s%d\r\n\r\n%s" % (_head(status, content_type), len(body), body)
+    lines = [_head(status, content_type), b"%d\r\n" % len(body)]
     if headers:
         lines.extend(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
     if not keep_alive:
@@ -143,6 +159,9 @@ class Connection(asyncio.Protocol):
         self.refused = False
         self._refusal: bytes | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the loop's timer fires
+        self._deadline: float | None = None  # when the armed callback is due, if one is
+        self._on_deadline: Callable[[], None] = self.close
         self.last_active = time.monotonic()
 
     # -- connection events -------------------------------------------------
@@ -168,7 +187,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self._disarm()
+        self._stop_timer()
         self.state.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
@@ -385,13 +404,13 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the connection without flushing what the client would not read."""
         self.closing = True
-        self._disarm()
+        self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
         self.closing = True
-        self._disarm()
+        self._stop_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -399,11 +418,37 @@ class Connection(asyncio.Protocol):
     def idle(self) -> bool:
         return not self.busy and not self.queue and not self._in_message and not self.flow.writing_paused
 
+    # The connection's one deadline. Arming and disarming it happen two or three times per request, so
+    # they only note the deadline; the loop's timer is made again only when it would fire too late,
+    # and a timer that fires before the deadline (it was moved later) is re-armed for the rest.
+
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, callback)
+        deadline = self.loop.time() + seconds
+        self._deadline = deadline
+        self._on_deadline = callback
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._deadline_reached)
+            self._timer_at = deadline
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _stop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _deadline_reached(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:  # moved later since this timer was made
+            self._timer = self.loop.call_at(deadline, self._deadline_reached)
+            self._timer_at = deadline
+            return
+        self._deadline = None
+        self._on_deadline()

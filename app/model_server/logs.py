@@ -37,7 +37,7 @@ class AccessLog:
         """Queue a line; True when the caller should schedule a flush."""
         if not self.enabled:
             return False
-        self._lines.append(orjson.dumps(entry) + b"\n")
+        self._lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
         return len(self._lines) == 1
 
     def flush(self) -> None:

@@ -91,7 +91,8 @@ def validate_values(model: Model, spec: InputSpec, values: np.ndarray, where: st
         raise BadRequest(f"{where}: contains NaN or infinite values, which model '{model.name}' cannot take")
 
 
-def _as_input(model: Model, spec: InputSpec, array: np.ndarray, shape: list[int], where: str) -> np.ndarray:
+def _as_input(model: Model, spec: InputSpec, array: np.ndarray, shape: list[int], where: str,
+              from_json: bool = False) -> np.ndarray:
     """Check the data against the declared shape, and return it in the dtype the model takes."""
     expected = math.prod(shape)
     if array.size != expected:
@@ -99,7 +100,10 @@ def _as_input(model: Model, spec: InputSpec, array: np.ndarray, shape: list[int]
     if array.ndim > 1 and list(array.shape) != shape:
         raise BadRequest(f"{where}: nested data has shape {list(array.shape)}, but shape says {shape}")
     values = array.reshape(shape).astype(spec.dtype, copy=False)
-    validate_values(model, spec, values, f"{where}.data")
+    # JSON has no NaN or infinity (orjson refuses them, and numbers too big for a double), and
+    # JSON numbers cast to float64 stay finite: only a narrower cast (FP32, FP16) can make an infinity.
+    if not (from_json and values.dtype.itemsize == 8):
+        validate_values(model, spec, values, f"{where}.data")
     return values
 
 
@@ -109,11 +113,16 @@ def _fits(wanted: list[int], shape: list[int]) -> bool:
 
 
 def _check_shape(model: Model, spec: InputSpec, declared: Any, where: str) -> list[int]:
-    # bool is an int to Python, not to the protocol.
+    features = spec.features
+    # The common case first, [rows, features] of a tabular input, in a few steps: what the checks
+    # below would accept (exact ints: bool is an int to Python, not to the protocol).
+    if features is not None and type(declared) is list and len(declared) == 2 and not model.runtime.names_inputs:
+        rows, columns = declared
+        if type(rows) is int and type(columns) is int and rows > 0 and columns == features:
+            return declared
     if not isinstance(declared, list) or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in declared):
         raise BadRequest(f"{where}.shape: expected a list of non-negative integers, got {declared!r}")
-    features = spec.features
     if features is not None and not model.runtime.names_inputs:  # one tabular input; [features] is one row
         shape: list[int] = [1, *declared] if len(declared) == 1 else declared
         if len(shape) != 2 or shape[1] != features:
@@ -190,7 +199,7 @@ def _decode_tensor(model: Model, spec: InputSpec, tensor: dict[str, Any], binary
         if datatype == "FP16":
             raise BadRequest(f"{where}.data: FP16 is taken only as binary data (parameters.binary_data_size), "
                              "as KServe takes it")
-        array = _json_tensor(tensor["data"], datatype, where)
+        return _as_input(model, spec, _json_tensor(tensor["data"], datatype, where), shape, where, from_json=True)
     return _as_input(model, spec, array, shape, where)
 
 
@@ -229,8 +238,56 @@ def _decode_named(model: Model, tensors: list[Any], binary: _BinaryData) -> Inpu
     return decoded
 
 
+def _decode_common(model: Model, body: bytes) -> InferRequest | None:
+    """The request most clients send, decoded in a few steps: one JSON tensor of FP32 or FP64 rows for a
+    model of one tabular input, without parameters. Anything else, valid or not, is None, and the
+    general decoder below takes it from the start (so its answers, and its refusals, are the same)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(document) is not dict:
+        return None
+    request_id = document.get("id")
+    tensors = document.get("inputs")
+    if (request_id is not None and type(request_id) is not str) or type(tensors) is not list or len(tensors) != 1:
+        return None
+    tensor = tensors[0]
+    if type(tensor) is not dict or "parameters" in tensor or type(tensor.get("name")) is not str:
+        return None
+    spec = model.runtime.inputs[0]
+    shape = tensor.get("shape")
+    data = tensor.get("data")
+    if (tensor.get("datatype") not in _COMMON_DATATYPES or type(shape) is not list or len(shape) != 2
+            or type(data) is not list):
+        return None
+    rows, features = shape
+    if type(rows) is not int or type(features) is not int or rows <= 0 or features != spec.features:
+        return None
+    try:
+        array = np.array(data)
+    except ValueError:
+        return None
+    if array.dtype.kind not in "iuf" or array.size != rows * features or (
+            array.ndim > 1 and array.shape != (rows, features)):
+        return None
+    values = array.reshape(shape).astype(spec.dtype, copy=False)
+    if values.dtype.itemsize != 8:  # see _as_input: only a narrower cast can make an infinity
+        validate_values(model, spec, values, "inputs[0].data")
+    return InferRequest(request_id, {spec.name: values}, _requested_outputs(model, document))
+
+
+# The datatypes _decode_common takes (JSON numbers; FP16 is binary only); FP32 and FP64 tensors hold any JSON number.
+_COMMON_DATATYPES = frozenset({"FP32", "FP64"})
+
+
 def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequest:
     """A V2 infer request, JSON or with the binary tensor extension."""
+    runtime = model.runtime
+    if header_length is None and not runtime.names_inputs and runtime.inputs[0].features is not None:
+        common = _decode_common(model, body)
+        if common is not None:
+            return common
     view = memoryview(body)
     if header_length is not None:
         if not 0 < header_length <= len(body):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -22,18 +23,29 @@ SHUTDOWN_POLL_S = 0.05
 LOG_FLUSH_S = 1.0
 
 
+def settle_heap() -> None:
+    """Once the model is loaded and warmed up: what exists now (the libraries, the model, about
+    100,000 objects for scikit-learn) lives as long as the worker, so the cyclic garbage collector
+    stops walking it: a full collection of it takes about 50 ms here, in the middle of answering
+    requests, and dirties the pages the workers share with the supervisor. What is allocated later
+    is collected as before."""
+    gc.freeze()
+
+
 def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> None:
     """Serve until SIGTERM/SIGINT, then drain: not ready at once, keep answering (with
     Connection: close) for `drain_s`, stop accepting, finish what is in flight, exit."""
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     model.warm_up()
-    metrics = Metrics(model.max_batch_size)
+    settle_heap()
+    metrics = Metrics(model.max_batch_size, model.name)
     metrics.load_seconds.set(model.load_seconds)
     metrics.model_info.labels(model.name, model.version, model.sha256, model.runtime.kind, model.runtime.device).set(1)
     access_log = AccessLog(settings.access_log)
     prediction_log = PredictionLog(settings.prediction_log_dir, settings.prediction_log_sample_rate)
-    batcher = Batcher(model, model.max_batch_size, model.max_batch_wait_s, metrics.observe_batch, loop)
+    batcher = Batcher(model, model.max_batch_size, model.max_batch_wait_s, metrics.observe_batch, loop,
+                      metrics.observe_predict)
     state = ServerState(max_body_bytes=settings.max_body_bytes, request_timeout_s=settings.request_timeout_s,
                         keepalive_timeout_s=settings.keepalive_timeout_s, max_connections=settings.max_connections)
     app = ModelApp(model, batcher, state, metrics, access_log, prediction_log)
