@@ -92,16 +92,16 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of the processes (all their threads), in seconds."""
-    ticks = 0
-    for pid in pids:
+def cpu_seconds(root: int) -> dict[int, float]:
+    """User + system CPU time of each process of the tree under `root` (all their threads), in seconds."""
+    seconds = {}
+    for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks * CLOCK_TICK_S
+            continue  # exited since it was listed: the caller sees the tree change
+        seconds[pid] = (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S  # utime, stime (fields 14, 15)
+    return seconds
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -168,12 +168,19 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, ready
     try:
         wait_ready(port, process, ready_path)
         run_wrk(url, script, clients, 2)  # warm-up: connections, caches, lazily built paths
-        tree = process_tree(process.pid)
         predict_before = predict_totals(port) if with_metrics else (0.0, 0)
-        cpu_before = cpu_seconds(tree)
+        cpu_before = cpu_seconds(process.pid)
         requests, errors = run_wrk(url, script, clients, seconds)
-        cpu = cpu_seconds(tree) - cpu_before
+        cpu_after = cpu_seconds(process.pid)
         predict_after = predict_totals(port) if with_metrics else (0.0, 0)
+        # A process that exited or started in the window would take its CPU out of the sum, or never
+        # bring it in; cheap error answers would lower the CPU per request: either voids the run.
+        if set(cpu_after) != set(cpu_before):
+            raise RuntimeError(f"{name}: its processes changed under load ({sorted(cpu_before)} -> "
+                               f"{sorted(cpu_after)}): see {workdir / f'{name}.log'}")
+        if errors:
+            raise RuntimeError(f"{name}: {errors} of {requests} requests failed under load")
+        cpu = sum(cpu_after.values()) - sum(cpu_before.values())
         return CpuCost(name, clients, seconds, requests, errors, cpu, predict_after[0] - predict_before[0],
                        predict_after[1] - predict_before[1])
     finally:

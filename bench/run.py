@@ -64,6 +64,7 @@ from queue import Empty
 from typing import Any
 
 import cpu_cost  # bench/cpu_cost.py, beside this file
+from cpu_cost import process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app"
@@ -187,23 +188,6 @@ def run_wrk(url: str, script: Path, clients: int, seconds: int, rows: int) -> Lo
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     return LoadResult(clients, rows, float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
                       _milliseconds(percentiles["50"]), _milliseconds(percentiles["99"]), errors)
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
 
 
 def memory_mb(pids: list[int], field: str) -> float:

@@ -44,6 +44,7 @@ MAX_HEADER_FIELDS = 100
 # Stop answering a client whose unread responses pass this, until it has read them down to a quarter.
 WRITE_BUFFER_HIGH_WATER = 256 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+TIMER_RESOLUTION_S = 0.001  # uvloop's clock and timers count whole milliseconds
 
 
 @dataclass
@@ -446,7 +447,10 @@ class Connection(asyncio.Protocol):
         deadline = self._deadline
         if deadline is None:
             return
-        if self.loop.time() < deadline:  # moved later since this timer was made
+        # Moved later since this timer was made. A millisecond's slack: uvloop's clock and its timers
+        # have a resolution of 1 ms, so a deadline less than that ahead would be re-armed with no delay,
+        # again and again, until the clock ticks (call_later fired up to that early too).
+        if deadline - self.loop.time() >= TIMER_RESOLUTION_S:
             self._timer = self.loop.call_at(deadline, self._deadline_reached)
             self._timer_at = deadline
             return

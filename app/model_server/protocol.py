@@ -238,14 +238,11 @@ def _decode_named(model: Model, tensors: list[Any], binary: _BinaryData) -> Inpu
     return decoded
 
 
-def _decode_common(model: Model, body: bytes) -> InferRequest | None:
+def _decode_common(model: Model, document: Any) -> InferRequest | None:
     """The request most clients send, decoded in a few steps: one JSON tensor of FP32 or FP64 rows for a
     model of one tabular input, without parameters. Anything else, valid or not, is None, and the
-    general decoder below takes it from the start (so its answers, and its refusals, are the same)."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
+    general decoder below takes the same parsed document from the start (so its answers, and its
+    refusals, are the same, and no body is parsed twice)."""
     if type(document) is not dict:
         return None
     request_id = document.get("id")
@@ -258,8 +255,9 @@ def _decode_common(model: Model, body: bytes) -> InferRequest | None:
     spec = model.runtime.inputs[0]
     shape = tensor.get("shape")
     data = tensor.get("data")
-    if (tensor.get("datatype") not in _COMMON_DATATYPES or type(shape) is not list or len(shape) != 2
-            or type(data) is not list):
+    datatype = tensor.get("datatype")
+    if (datatype not in _COMMON_DATATYPES or datatype not in spec.accepts or type(shape) is not list
+            or len(shape) != 2 or type(data) is not list):
         return None
     rows, features = shape
     if type(rows) is not int or type(features) is not int or rows <= 0 or features != spec.features:
@@ -284,10 +282,6 @@ _COMMON_DATATYPES = frozenset({"FP32", "FP64"})
 def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequest:
     """A V2 infer request, JSON or with the binary tensor extension."""
     runtime = model.runtime
-    if header_length is None and not runtime.names_inputs and runtime.inputs[0].features is not None:
-        common = _decode_common(model, body)
-        if common is not None:
-            return common
     view = memoryview(body)
     if header_length is not None:
         if not 0 < header_length <= len(body):
@@ -296,6 +290,10 @@ def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequ
         document, binary_view = _loads(view[:header_length]), view[header_length:]
     else:
         document, binary_view = _loads(body), view[:0]
+        if not runtime.names_inputs and runtime.inputs[0].features is not None:
+            common = _decode_common(model, document)
+            if common is not None:
+                return common
     if not isinstance(document, dict):
         raise BadRequest("request body: expected a JSON object with 'inputs'")
     request_id = document.get("id")

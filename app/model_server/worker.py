@@ -28,7 +28,8 @@ def settle_heap() -> None:
     100,000 objects for scikit-learn) lives as long as the worker, so the cyclic garbage collector
     stops walking it: a full collection of it takes about 50 ms here, in the middle of answering
     requests, and dirties the pages the workers share with the supervisor. What is allocated later
-    is collected as before."""
+    is collected as before. Collected first, so no garbage left by loading is frozen for good."""
+    gc.collect()
     gc.freeze()
 
 

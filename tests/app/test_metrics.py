@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,7 +39,15 @@ def test_metrics_add_up_every_worker_exactly(tmp_path: Path) -> None:
         assert statuses == [200] * requests
         bad = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [ROW[:3]]}]}
         assert server.infer(bad).status == 400
-        text = server.request("GET", "/metrics").body.decode()
+        # A worker counts a request just after writing its answer: the last may still be on its way.
+        deadline = time.monotonic() + 5
+        while True:
+            text = server.request("GET", "/metrics").body.decode()
+            counted = (sample(text, 'model_server_requests_total{endpoint="infer",status="200"}'),
+                       sample(text, 'model_server_requests_total{endpoint="infer",status="400"}'))
+            if counted == (requests, 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert sample(text, 'model_server_requests_total{endpoint="infer",status="200"}') == requests
         assert sample(text, 'model_server_requests_total{endpoint="infer",status="400"}') == 1
         assert sample(text, 'model_server_request_duration_seconds_count{endpoint="infer"}') == requests + 1
