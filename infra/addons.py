@@ -18,10 +18,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
+from infra.compute.placement import GPU_TOLERATION
 from infra.identity import StackIdentity
 from infra.versions import KUBERNETES_RELEASES
 
 POD_IDENTITY_AGENT = "eks-pod-identity-agent"
+NODE_MONITORING_AGENT = "eks-node-monitoring-agent"
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,17 @@ ADDONS: dict[str, AddonSpec] = {
             {"Sid": "FindMountTargets", "Effect": "Allow", "Resource": "*",
              "Action": ["elasticfilesystem:DescribeMountTargets", "ec2:DescribeAvailabilityZones"]},)),
     )),
+    # Node health: the agent reads each node's logs and sets NodeConditions (kubelet, containerd, disk,
+    # network, GPU) that managed node groups' auto repair acts on
+    # (https://docs.aws.amazon.com/eks/latest/userguide/node-health.html). Its node DaemonSet tolerates
+    # every taint; its DCGM host engine, which the GPU checks talk to, tolerates none by default and would
+    # stay off our tainted GPU nodes, where the agent would then report AcceleratedHardwareReady=False
+    # (DCGMError) and get healthy GPU nodes repaired (the agent's chart README, "DCGM host engine").
+    NODE_MONITORING_AGENT: AddonSpec(configuration={"dcgmAgent": {"tolerations": [dict(GPU_TOLERATION)]}}),
 }
 
 BEFORE_NODES: tuple[str, ...] = (POD_IDENTITY_AGENT, "vpc-cni", "kube-proxy")
-AFTER_NODES: tuple[str, ...] = ("coredns", "aws-ebs-csi-driver", "aws-efs-csi-driver")
+AFTER_NODES: tuple[str, ...] = ("coredns", "aws-ebs-csi-driver", "aws-efs-csi-driver", NODE_MONITORING_AGENT)
 
 
 @dataclass(frozen=True)

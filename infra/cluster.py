@@ -35,6 +35,8 @@ class Cluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     arn: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
+    # The security group EKS creates for the cluster; managed node groups' nodes carry it.
+    security_group_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
     account_id: str
@@ -126,6 +128,7 @@ class Cluster(pulumi.ComponentResource):
         self.name = cluster.name
         self.endpoint = cluster.endpoint
         self.arn = cluster.arn
+        self.security_group_id = cluster.vpc_config.apply(created_security_group)
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             cluster.name, cluster.endpoint, cluster.certificate_authority.data,
         ).apply(lambda values: kubeconfig(str(values[0]), str(values[1]), str(values[2]), identity.region)))
@@ -142,6 +145,12 @@ class Cluster(pulumi.ComponentResource):
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "kubeconfig": self.kubeconfig})
 
+
+
+def created_security_group(config: aws.eks.outputs.ClusterVpcConfig) -> str:
+    """The cluster security group's ID, which EKS sets when it creates the cluster."""
+    assert config.cluster_security_group_id is not None
+    return config.cluster_security_group_id
 
 
 def admin_principals(admin_principal_arns: Sequence[str], deployer: str) -> dict[str, str]:

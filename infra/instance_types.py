@@ -47,6 +47,11 @@ def known_types() -> frozenset[str]:
     return frozenset(member.value for member in InstanceType)
 
 
+@cache
+def known_families() -> frozenset[str]:
+    return frozenset(family(instance_type) for instance_type in known_types())
+
+
 def is_known(instance_type: str) -> bool:
     return instance_type in known_types()
 
@@ -57,17 +62,30 @@ def closest(instance_type: str) -> str | None:
     return matches[0] if matches else None
 
 
+def closest_family(name: str) -> str | None:
+    """The known family an operator most likely meant (m7j → m7i)."""
+    matches = difflib.get_close_matches(name, known_families(), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
 def family(instance_type: str) -> str:
+    """m7i.large → m7i; a family name is its own family."""
     return instance_type.split(".", 1)[0]
 
 
+def of_family(name: str) -> list[str]:
+    """Every known instance type of a family, by name."""
+    return sorted(t for t in known_types() if family(t) == name)
+
+
 def accelerator(instance_type: str) -> str | None:
-    """The NVIDIA accelerator of an instance type, or None for a type without one."""
+    """The NVIDIA accelerator of an instance type (or family), or None for one without."""
     return NVIDIA_GPU_FAMILIES.get(family(instance_type))
 
 
 def is_arm64(instance_type: str) -> bool:
-    """Graviton families carry a 'g' among the attribute letters after the generation (m7g, c7gn, g5g)."""
+    """Graviton families carry a 'g' among the attribute letters after the generation (m7g, c7gn, g5g);
+    an instance type or a family name."""
     name = family(instance_type)
     match = _FAMILY_PATTERN.match(name)
     return name in ARM64_FAMILIES or bool(match and "g" in match["attributes"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -20,6 +20,8 @@ class NetworkArgs:
     nat_gateways: str  # single or perAz
     provider: aws.Provider
     availability_zones: Sequence[str] = ()  # empty: the region's first len(subnet_cidrs) standard zones
+    # Further tags of the private subnets, where nodes run (Karpenter finds its subnets by a tag).
+    private_subnet_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class Network(pulumi.ComponentResource):
@@ -94,7 +96,8 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 cidr_block=private_cidr,
                 availability_zone=zone,
-                tags=tags(f"private-{zone}", **cluster_tag, **{"kubernetes.io/role/internal-elb": "1"}),
+                tags=tags(f"private-{zone}", **cluster_tag, **{"kubernetes.io/role/internal-elb": "1"},
+                          **args.private_subnet_tags),
                 opts=child,
             )
             public_subnets.append(public)

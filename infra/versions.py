@@ -21,6 +21,10 @@ class KubernetesRelease:
     # Cluster Autoscaler must run the release matching the cluster's minor version
     # (https://github.com/kubernetes/autoscaler/tree/master/cluster-autoscaler#releases).
     cluster_autoscaler_image_tag: str
+    # The EKS AMI release Karpenter's nodes boot: `al2023@<release>` resolves, for the cluster's
+    # Kubernetes version, to the standard or NVIDIA AL2023 AMI of that release. Never `@latest`: each
+    # new AMI would drift, and so replace, every node (https://karpenter.sh/v1.14/concepts/nodeclasses/).
+    karpenter_ami_alias: str
 
 
 # Only versions in EKS standard support with pinned add-ons: 1.35 (standard support until
@@ -30,6 +34,14 @@ class KubernetesRelease:
 # latest/userguide/managing-kube-proxy.html, managing-coredns.html); vpc-cni, the pod identity
 # agent and the CSI drivers from public Terraform/CDK configs of running clusters; the autoscaler
 # from the kubernetes/autoscaler release tags cluster-autoscaler-1.35.2 and -1.36.1.
+# eks-node-monitoring-agent v1.6.6-eksbuild.1: the agent's release v1.6.6
+# (https://github.com/aws/eks-node-monitoring-agent/releases/tag/v1.6.6), seen running on a 1.35
+# cluster and as the default version for 1.36 in public configs.
+# The AMI release v20260714, the newest whose notes list both versions' AMIs: its CHANGELOG entry
+# (https://github.com/awslabs/amazon-eks-ami/releases/tag/v20260714) names
+# amazon-eks-node-al2023-x86_64-{standard,nvidia}-1.35-v20260714 (release 1.35.6-20260714) and
+# ...-1.36-v20260714 (1.36.2-20260714). Move it forward deliberately: every node is replaced (drift),
+# within the NodePools' disruption budgets.
 KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
     "1.35": KubernetesRelease(
         eks_addons={
@@ -39,8 +51,10 @@ KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
             "coredns": "v1.14.3-eksbuild.3",
             "aws-ebs-csi-driver": "v1.55.0-eksbuild.1",
             "aws-efs-csi-driver": "v3.4.1-eksbuild.1",
+            "eks-node-monitoring-agent": "v1.6.6-eksbuild.1",
         },
         cluster_autoscaler_image_tag="v1.35.2",
+        karpenter_ami_alias="al2023@v20260714",
     ),
     "1.36": KubernetesRelease(
         eks_addons={
@@ -50,8 +64,10 @@ KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
             "coredns": "v1.14.3-eksbuild.3",
             "aws-ebs-csi-driver": "v1.63.1-eksbuild.1",
             "aws-efs-csi-driver": "v3.4.1-eksbuild.1",
+            "eks-node-monitoring-agent": "v1.6.6-eksbuild.1",
         },
         cluster_autoscaler_image_tag="v1.36.1",
+        karpenter_ami_alias="al2023@v20260714",
     ),
 }
 
@@ -60,7 +76,11 @@ KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
 class HelmChart:
     name: str
     version: str
-    repository: str
+    repository: str  # a chart repository's URL, or an OCI registry path (oci://...)
+
+    @property
+    def oci(self) -> bool:
+        return self.repository.startswith("oci://")
 
 
 HELM_CHARTS: dict[str, HelmChart] = {
@@ -78,6 +98,11 @@ HELM_CHARTS: dict[str, HelmChart] = {
     # Release control (infra/platform/argo_rollouts.py) and traffic-driven scaling (infra/platform/keda.py).
     "argo-rollouts": HelmChart("argo-rollouts", "2.41.0", "https://argoproj.github.io/argo-helm"),
     "keda": HelmChart("keda", "2.20.2", "https://kedacore.github.io/charts"),
+    # Node provisioning (infra/platform/karpenter.py). Karpenter 1.14 supports Kubernetes 1.35 (from
+    # 1.9) and 1.36 (from 1.13): https://karpenter.sh/v1.14/upgrading/compatibility/. Published only as
+    # OCI charts; the CRD chart is installed first because Helm never upgrades a chart's crds/.
+    "karpenter-crd": HelmChart("karpenter-crd", "1.14.1", "oci://public.ecr.aws/karpenter"),
+    "karpenter": HelmChart("karpenter", "1.14.1", "oci://public.ecr.aws/karpenter"),
 }
 
 # The chart argo-rollouts 2.41.0 ships app v1.9.0; v1.9.1 fixes CVE-2026-35469

@@ -24,7 +24,11 @@ UNTAGGABLE = {
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:sns/topicSubscription:TopicSubscription",
+    # A tag itself, a queue's policy, an EventBridge rule's target.
+    "aws:ec2/tag:Tag", "aws:sqs/queuePolicy:QueuePolicy", "aws:cloudwatch/eventTarget:EventTarget",
 }
+# Karpenter's node template (its nodes are launched by Karpenter, not by a node group).
+EC2_NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 STATEFUL = {"aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:efs/fileSystem:FileSystem"}
 CONTROL_PLANE_LOGS = {"api", "audit", "authenticator"}
 # The model server's namespace (its NAMESPACE in infra/): the workload held to "restricted".
@@ -128,8 +132,9 @@ def eks_public_endpoint(resource: Resource) -> Iterator[str]:
 
 
 def nodes_private_and_imdsv2(resource: Resource) -> Iterator[str]:
-    if resource.type == "aws:ec2/launchTemplate:LaunchTemplate":
-        options = resource.get("metadataOptions") or {}
+    if resource.type in ("aws:ec2/launchTemplate:LaunchTemplate", EC2_NODE_CLASS):
+        options = (resource.get("spec", "metadataOptions") if resource.type == EC2_NODE_CLASS
+                   else resource.get("metadataOptions")) or {}
         if options.get("httpTokens") != "required":
             yield "nodes must require IMDSv2 (metadataOptions.httpTokens: required)"
         if options.get("httpPutResponseHopLimit") != 1:
@@ -222,7 +227,8 @@ RULES: list[Rule] = [
     Rule("eks-no-open-endpoint-in-prod", "The prod Kubernetes API is not open to the internet",
          of_type("aws:eks/cluster:Cluster"), eks_public_endpoint),
     Rule("nodes-private-imdsv2", "Nodes run in private subnets and require IMDSv2 with one hop",
-         of_type("aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate"), nodes_private_and_imdsv2),
+         of_type("aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate", EC2_NODE_CLASS),
+         nodes_private_and_imdsv2),
     Rule("workload-restricted", "The model workload meets Pod Security Standards restricted, has limits, "
          "and pins its image by digest", of_type(*MODEL_WORKLOAD_TYPES), workload_restricted),
     Rule("containers-request-resources", "Every container, the program's or a chart's, requests CPU and memory",

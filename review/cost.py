@@ -1,7 +1,9 @@
 """Estimated monthly cost of a synthesized stack, as a range from minimum to maximum scale.
 
-Minimum: every node pool at its minSize (a GPU pool with min 0 costs nothing); maximum:
-every pool at maxSize. Prices come from review/prices.json, a dated snapshot with its
+Minimum: every node group at its minSize (a GPU pool with min 0 costs nothing), every Karpenter
+NodePool empty (Karpenter launches nodes only for pending pods); maximum: every node group at maxSize,
+every NodePool filled to its limits with its dearest instance type, on demand (spot falls back to it).
+The system node group of a Karpenter stack is always on. Prices come from review/prices.json, a dated snapshot with its
 source; an instance type or region missing from it is an error, never a silent zero.
 `cost_text` and `cost_markdown` print the estimate for `make plan`, next to `CostEstimate.to_dict`
 (its JSON), so every view of an estimate lives with it.
@@ -80,6 +82,91 @@ def _instance_hour(region: str, instance_type: str, capacity_type: str) -> float
     return float(ec2[instance_type]["spotHour" if capacity_type == "SPOT" else "onDemandHour"])
 
 
+@dataclass(frozen=True)
+class InstanceSpec:
+    vcpu: int
+    memory_gib: int
+    gpus: int
+
+
+def instance_spec(instance_type: str) -> InstanceSpec:
+    """What an instance type holds, from the price table's `instanceTypes`."""
+    specs = price_table()["instanceTypes"]
+    if instance_type not in specs:
+        raise PriceError(f"no vCPU/memory/GPU figures for {instance_type} in {PRICES_FILE.name}: add it to "
+                         "instanceTypes")
+    spec = specs[instance_type]
+    return InstanceSpec(int(spec["vcpu"]), int(spec["memoryGib"]), int(spec["gpus"]))
+
+
+def node_pool_instance_types(spec: dict[str, Any], region: str) -> list[str]:
+    """The priced instance types a NodePool's requirements admit: its explicit types (each must be
+    priced), or the priced sizes of its families (at least one per family)."""
+    requirements = {r["key"]: r.get("values") or [] for r in spec["template"]["spec"]["requirements"]
+                    if r["operator"] == "In"}
+    priced = sorted(_region_prices(region)["ec2"])
+    if "node.kubernetes.io/instance-type" in requirements:
+        for instance_type in requirements["node.kubernetes.io/instance-type"]:
+            _instance_hour(region, instance_type, "ON_DEMAND")
+        return list(requirements["node.kubernetes.io/instance-type"])
+    found = []
+    for family in requirements.get("karpenter.k8s.aws/instance-family", []):
+        sizes = [t for t in priced if t.split(".", 1)[0] == family]
+        if not sizes:
+            raise PriceError(f"no price for any {family} instance type in {region} in {PRICES_FILE.name} "
+                             f"(prices as of {price_table()['date']}): add one")
+        found += sizes
+    return found
+
+
+def _quantity_gib(quantity: str) -> float:
+    units = {"Ki": 2**-20, "Mi": 2**-10, "Gi": 1, "Ti": 2**10}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return float(quantity[: -len(unit)]) * factor
+    return float(quantity) / 2**30
+
+
+def nodes_within_limits(limits: dict[str, str], spec: InstanceSpec) -> int:
+    """How many nodes of one instance type fit in a NodePool's limits: Karpenter launches none that
+    would take the pool past any of them."""
+    bounds = [int(float(limits["cpu"]) // spec.vcpu)]
+    if "memory" in limits:
+        bounds.append(int(_quantity_gib(limits["memory"]) // spec.memory_gib))
+    if spec.gpus and "nvidia.com/gpu" in limits:
+        bounds.append(int(limits["nvidia.com/gpu"]) // spec.gpus)
+    return max(0, min(bounds))
+
+
+def karpenter_pools(synthesis: Synthesis, region: str, hours: float, gp3_gb_month: float,
+                    items: list[LineItem]) -> None:
+    """Each NodePool from nothing (no pending pods) to its limits filled with the type that costs most
+    there, on demand; its root volumes with it. Then the interruption queue and rules, at no cost."""
+    node_classes = {r.get("metadata", "name"): r.inputs["spec"] for r in synthesis.objects("EC2NodeClass")}
+    for record in synthesis.objects("NodePool"):
+        spec, name = record.inputs["spec"], record.get("metadata", "name")
+        candidates = node_pool_instance_types(spec, region)
+        fleets = {t: nodes_within_limits(spec["limits"], instance_spec(t)) for t in candidates}
+        # The dearest fill of the limits; of equally dear ones, the one with most nodes (and root volumes).
+        dearest = max(candidates, key=lambda t: (round(fleets[t] * _instance_hour(region, t, "ON_DEMAND"), 6),
+                                                 fleets[t]))
+        nodes = fleets[dearest]
+        rate = _instance_hour(region, dearest, "ON_DEMAND")
+        limits = ", ".join(f"{key} {value}" for key, value in spec["limits"].items())
+        items.append(LineItem(f"EC2: Karpenter pool {name}", 0.0, nodes * rate * hours,
+                              f"0..{nodes} x {dearest} at ${rate}/h on demand (limits {limits})"))
+        disk = _quantity_gib(node_classes[name]["blockDeviceMappings"][0]["ebs"]["volumeSize"])
+        items.append(LineItem(f"EBS: Karpenter pool {name} root volumes (gp3)", 0.0, nodes * disk * gp3_gb_month,
+                              f"0..{nodes * disk:g} GB x ${gp3_gb_month}/GB-month"))
+    if synthesis.of_type("aws:sqs/queue:Queue"):
+        rules = len(synthesis.of_type("aws:cloudwatch/eventRule:EventRule"))
+        # Karpenter long-polls (20 s) its queue: about 130,000 requests a month, inside SQS's free million;
+        # EventBridge delivers AWS service events to rules on the default bus at no charge.
+        items.append(LineItem("SQS + EventBridge: interruption queue and rules", 0.0, 0.0,
+                              f"1 queue, {rules} rules: ~130k long polls/month is inside SQS's free 1M requests; "
+                              "AWS service events on the default bus are free"))
+
+
 def _by_id(synthesis: Synthesis, type_: str) -> dict[str, ResourceRecord]:
     return {record.id: record for record in synthesis.of_type(type_)}
 
@@ -124,6 +211,7 @@ def estimate(synthesis: Synthesis) -> CostEstimate:
     items.append(LineItem("EBS: node root volumes (gp3)", volume_gb_range[0] * prices["ebsGp3GbMonth"],
                           volume_gb_range[1] * prices["ebsGp3GbMonth"],
                           f"{volume_gb_range[0]:g}..{volume_gb_range[1]:g} GB x ${prices['ebsGp3GbMonth']}/GB-month"))
+    karpenter_pools(synthesis, region, hours, prices["ebsGp3GbMonth"], items)
 
     nats = len(synthesis.of_type("aws:ec2/natGateway:NatGateway"))
     fixed("NAT gateways", nats * prices["natGatewayHour"] * hours,
@@ -211,6 +299,19 @@ def front_door(synthesis: Synthesis, items: list[LineItem], ranged: Ranged) -> N
 
 # -- the estimate as a reviewer reads it (JSON is CostEstimate.to_dict) ---------------------------------
 
+def range_basis(cost: CostEstimate, sentences: bool = False) -> str:
+    """What the two ends of the range assume, for the pools this stack has."""
+    karpenter = any(item.item.startswith("EC2: Karpenter pool") for item in cost.items)
+    if karpenter:
+        low, high = ("the system node group only (Karpenter pools empty)",
+                     "every Karpenter pool filled to its limits, on demand")
+    else:
+        low, high = "node pools at minSize (GPU pools at 0)", "every pool at maxSize"
+    if sentences:
+        return f"Minimum: {low.replace('at 0', 'at zero')}. Maximum: {high}."
+    return f"minimum: {low}; maximum: {high}"
+
+
 def money(value: float) -> str:
     """Whole dollars from $10 up; cents below, so a small item ($0.35 of log storage) does not read as $0."""
     return f"${value:,.0f}" if value >= 10 else f"${value:,.2f}"
@@ -222,7 +323,7 @@ def cost_text(cost: CostEstimate) -> str:
              f"{money(cost.minimum)} .. {money(cost.maximum)}"]
     for item in cost.items:
         lines.append(f"  {item.item:<{width}}  {money(item.minimum):>9} .. {money(item.maximum):>9}   {item.basis}")
-    lines.append("  minimum: node pools at minSize (GPU pools at 0); maximum: every pool at maxSize")
+    lines.append(f"  {range_basis(cost)}")
     return "\n".join(lines)
 
 
@@ -232,5 +333,5 @@ def cost_markdown(cost: CostEstimate) -> str:
              "| Item | Minimum | Maximum | Basis |", "| --- | ---: | ---: | --- |"]
     lines += [f"| {i.item} | {money(i.minimum)} | {money(i.maximum)} | {i.basis} |" for i in cost.items]
     lines += [f"| **Total** | **{money(cost.minimum)}** | **{money(cost.maximum)}** | |", "",
-              "Minimum: node pools at minSize (GPU pools at zero). Maximum: every pool at maxSize."]
+              range_basis(cost, sentences=True)]
     return "\n".join(lines)

@@ -96,6 +96,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 endpoint=f"https://{hashlib.md5(name.encode()).hexdigest().upper()}.gr7.{self.region}.eks.amazonaws.com",
                 certificateAuthority={"data": base64.b64encode(b"mock certificate authority").decode()},
                 arn=f"arn:aws:eks:{self.region}:{ACCOUNT_ID}:cluster/{name}",
+                # The security group EKS makes for the cluster (joins the vpcConfig the program gave).
+                vpcConfig={"clusterSecurityGroupId": _fake_id("aws:ec2/securityGroup:SecurityGroup", f"{name}-eks")},
             )
         elif args.typ == "aws:iam/role:Role":
             outputs["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
@@ -114,6 +116,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["arn"] = f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{name}"
         elif args.typ == "aws:sns/topic:Topic":
             outputs["arn"] = f"arn:aws:sns:{self.region}:{ACCOUNT_ID}:{name}"
+        elif args.typ == "aws:sqs/queue:Queue":
+            outputs["arn"] = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+            outputs["url"] = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}"
+        elif args.typ == "aws:cloudwatch/eventRule:EventRule":
+            outputs["arn"] = f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{name}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "mock-password-" + resource_id[-12:]
         elif args.typ == "aws:s3/bucket:Bucket":
@@ -142,7 +149,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         resource_id = _fake_id(args.typ, args.name)
-        return resource_id, {**self.computed_outputs(args, resource_id), **args.inputs}
+        computed = self.computed_outputs(args, resource_id)
+        # A computed field inside an input object (vpcConfig.clusterSecurityGroupId) joins that object.
+        nested = {key: {**args.inputs[key], **value} for key, value in computed.items()
+                  if isinstance(value, dict) and isinstance(args.inputs.get(key), dict)}
+        return resource_id, {**computed, **args.inputs, **nested}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         """What a lookup answers; in the region of the stack (the program's AWS provider is in it)."""

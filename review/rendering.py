@@ -56,7 +56,10 @@ def archive(name: str, version: str, repository: str) -> Path:
 
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     try:
-        helm_python.pull(name, repo_url=repository, version=version, destination=CACHE_DIR)
+        if repository.startswith("oci://"):
+            helm_python.pull(f"{repository}/{name}", version=version, destination=CACHE_DIR)
+        else:
+            helm_python.pull(name, repo_url=repository, version=version, destination=CACHE_DIR)
     except helm_python.HelmError as error:
         searched = ", ".join(str(folder) for folder in chart_dirs())
         raise ChartUnavailable(f"chart {name} {version} is not in {searched} or {CACHE_DIR}, and pulling it "
@@ -92,7 +95,8 @@ def chart_crds(chart: Any) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class RenderedChart:
     """One chart installed by the program, rendered: its objects (List items expanded, namespaces
-    filled in as the install would) and the CRDs it ships."""
+    filled in as the install would) and the CRDs of its crds/ that the install declares (none with
+    skipCrds; CRDs a chart keeps in templates/ are among its objects)."""
 
     record: ResourceRecord
     release_name: str
@@ -134,6 +138,16 @@ def _documents(text: str) -> Iterator[dict[str, Any]]:
             yield document
 
 
+def chart_source(record: ResourceRecord) -> tuple[str, str]:
+    """(chart name, repository) of a chart resource: a name with repositoryOpts, or an OCI reference
+    `oci://<registry path>/<name>` (whose archive is <name>-<version>.tgz all the same)."""
+    chart = str(record.inputs["chart"])
+    if chart.startswith("oci://"):
+        repository, name = chart.rsplit("/", 1)
+        return name, repository
+    return chart, str(record.inputs["repositoryOpts"]["repo"])
+
+
 def release_name(record: ResourceRecord) -> str:
     """helm.v3.Release takes `name`; helm.v4.Chart names the release after the resource unless told."""
     return str(record.inputs.get("name") or record.name)
@@ -143,19 +157,22 @@ def render(record: ResourceRecord, *, upgrade: bool = False, values: dict[str, A
     """Render a synthesized chart resource. `upgrade` renders as `helm upgrade` would (revision 2);
     `values` replaces the program's values (to show what a change would do)."""
     inputs = record.inputs
-    chart = load_chart(str(inputs["chart"]), str(inputs["version"]), str(inputs["repositoryOpts"]["repo"]))
+    chart_name, repository = chart_source(record)
+    chart = load_chart(chart_name, str(inputs["version"]), repository)
     namespace = str(inputs.get("namespace") or "default")
     name = release_name(record)
     manifests = chart.render(inputs.get("values") if values is None else values, name=name, namespace=namespace,
                              revision=2 if upgrade else 1, is_install=not upgrade, is_upgrade=upgrade)
     objects = [document for path, text in sorted(manifests.items()) if not path.endswith("NOTES.txt")
                for document in _documents(text)]
-    crds = chart_crds(chart)
-    cluster_scoped = CLUSTER_SCOPED | {crd["spec"]["names"]["kind"] for crd in crds
+    shipped = chart_crds(chart)
+    cluster_scoped = CLUSTER_SCOPED | {crd["spec"]["names"]["kind"] for crd in shipped
                                        if crd["spec"]["scope"] == "Cluster"}
     for obj in objects:
         if obj["kind"] not in cluster_scoped:
             obj["metadata"].setdefault("namespace", namespace)
+    # skipCrds leaves the chart's crds/ out of the install, as helm.v4.Chart does.
+    crds = [] if inputs.get("skipCrds") else shipped
     return RenderedChart(record=record, release_name=name, namespace=namespace, objects=objects, crds=crds)
 
 

@@ -44,6 +44,24 @@ def served_model(container: dict[str, Any] | None) -> str | None:
     return f"{env['MODEL_FORMAT']} on {env.get('MODEL_DEVICE', 'auto')}"
 
 
+def node_pool_fields(record: ResourceRecord) -> dict[str, Any]:
+    """A Karpenter NodePool as a reviewer reads it: what it may launch, its limits, how nodes go."""
+    get = record.get
+    requirements = {r["key"]: ",".join(r.get("values") or []) for r in get("spec", "template", "spec", "requirements")
+                    or [] if r["operator"] == "In"}
+    disruption = get("spec", "disruption") or {}
+    return {
+        "families": requirements.get("karpenter.k8s.aws/instance-family"),
+        "types": requirements.get("node.kubernetes.io/instance-type"),
+        "capacity": requirements.get("karpenter.sh/capacity-type"),
+        "limits": ",".join(f"{key}={value}" for key, value in (get("spec", "limits") or {}).items()) or None,
+        "taints": [t["key"] for t in get("spec", "template", "spec", "taints") or []] or None,
+        "consolidation": f"{disruption.get('consolidationPolicy')} after {disruption.get('consolidateAfter')}",
+        "budget": ",".join(str(b.get("nodes")) for b in disruption.get("budgets") or []) or None,
+        "expireAfter": get("spec", "template", "spec", "expireAfter"),
+    }
+
+
 def _summary_fields(record: ResourceRecord) -> str:
     """The settings a reviewer cares about, per resource type."""
     get = record.get
@@ -82,6 +100,11 @@ def _summary_fields(record: ResourceRecord) -> str:
         "kubernetes:keda.sh/v1alpha1:ScaledObject": {
             "replicas": f"{get('spec', 'minReplicaCount')}..{get('spec', 'maxReplicaCount')}",
             "triggers": ",".join(trigger["name"] for trigger in get("spec", "triggers") or []) or None},
+        "kubernetes:karpenter.sh/v1:NodePool": node_pool_fields(record),
+        "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass": {
+            "ami": ",".join(term.get("alias", "?") for term in get("spec", "amiSelectorTerms") or []) or None,
+            "disk": get("spec", "blockDeviceMappings", 0, "ebs", "volumeSize")},
+        "aws:sqs/queue:Queue": {"retention": get("messageRetentionSeconds"), "sse": get("sqsManagedSseEnabled")},
     }.get(record.type, {})
     parts = [f"{key}={value}" for key, value in pick.items() if value is not None]
     if record.options.get("protect"):

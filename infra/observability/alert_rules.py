@@ -28,7 +28,8 @@ WINDOW = "5m"
 ERROR_RATIO = 0.01
 # Requests in flight in one pod: beyond what its workers batch promptly, requests queue.
 SATURATION_INFLIGHT_PER_POD = 64
-# Longer than the cluster autoscaler gives a new node (max-node-provision-time 15m) plus margin.
+# Longer than the cluster autoscaler gives a new node (max-node-provision-time 15m) plus margin (Karpenter
+# gives up on a node that has not registered after 15 minutes too: its registration TTL).
 GPU_PENDING_FOR = "20m"
 
 
@@ -113,7 +114,25 @@ def workload_alerts() -> list[Alert]:
     ]
 
 
-def platform_alerts() -> list[Alert]:
+# Karpenter's errors from EC2 and the rest of AWS, less the two it handles itself: an instance already
+# gone while it terminates one (https://karpenter.sh/v1.14/reference/metrics/), and no capacity for one
+# offering, after which it tries the next (spot falls back to on-demand).
+KARPENTER_HANDLED_ERRORS = "NodeClaimNotFoundError|InsufficientCapacityError"
+
+
+def provisioner_alert(karpenter: bool) -> Alert:
+    """The node provisioner's own errors: Karpenter's, or the cluster autoscaler's."""
+    if karpenter:
+        return Alert("KarpenterCloudProviderErrors",
+                     f'sum(increase(karpenter_cloudprovider_errors_total{{error!~"{KARPENTER_HANDLED_ERRORS}"}}[15m]))'
+                     " > 0", "5m", "warning", "Karpenter's calls to AWS fail",
+                     "Nodes may not be launched or removed; see Karpenter's log.")
+    return Alert("ClusterAutoscalerErrors", "sum(increase(cluster_autoscaler_errors_total[15m])) > 0",
+                 "5m", "warning", "The cluster autoscaler reports errors",
+                 "Nodes may not be added or removed; see the autoscaler's log.")
+
+
+def platform_alerts(karpenter: bool = False) -> list[Alert]:
     return [
         Alert("GpuPodPendingTooLong",
               '(sum by (namespace, pod) (kube_pod_status_phase{phase="Pending"}) > 0)'
@@ -123,18 +142,17 @@ def platform_alerts() -> list[Alert]:
               "Pod {{ $labels.namespace }}/{{ $labels.pod }} is still pending."),
         Alert("NodeNotReady", 'kube_node_status_condition{condition="Ready",status="true"} == 0',
               "10m", "warning", "A node is not ready", "Node {{ $labels.node }} has not been ready for 10 minutes."),
-        Alert("ClusterAutoscalerErrors", "sum(increase(cluster_autoscaler_errors_total[15m])) > 0",
-              "5m", "warning", "The cluster autoscaler reports errors",
-              "Nodes may not be added or removed; see the autoscaler's log."),
+        provisioner_alert(karpenter),
     ]
 
 
-def rule_groups(latency_slo_s: float, queue_wait_slo_s: float, workload_kind: str) -> list[dict[str, Any]]:
+def rule_groups(latency_slo_s: float, queue_wait_slo_s: float, workload_kind: str,
+                karpenter: bool = False) -> list[dict[str, Any]]:
     groups = [
         {"name": "model-endpoint", "rules": [a.rule() for a in model_alerts(latency_slo_s, queue_wait_slo_s,
                                                                              workload_kind)]},
         {"name": "model-workload", "rules": [a.rule() for a in [*workload_alerts(), *scaling_alerts()]]},
-        {"name": "platform", "rules": [a.rule() for a in platform_alerts()]},
+        {"name": "platform", "rules": [a.rule() for a in platform_alerts(karpenter)]},
     ]
     if workload_kind == "Rollout":
         groups.append({"name": "model-release", "rules": [a.rule() for a in release_alerts()]})

@@ -1,6 +1,6 @@
 """What Prometheus and Grafana know about this stack: the model server's PodMonitor,
-ServiceMonitors for the cluster autoscaler, Argo Rollouts and KEDA, the alert rules (a
-PrometheusRule) and the model-serving dashboard (a ConfigMap the Grafana sidecar provisions).
+ServiceMonitors for the node provisioner (Karpenter or the cluster autoscaler), Argo Rollouts and
+KEDA, the alert rules (a PrometheusRule) and the model-serving dashboard (a ConfigMap the Grafana sidecar provisions).
 Created after the metrics stack: the custom resources need its CRDs."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ SCRAPE_INTERVAL = "15s"
 AUTOSCALER_SERVICE_LABELS = {"app.kubernetes.io/instance": "cluster-autoscaler",
                              "app.kubernetes.io/name": "aws-cluster-autoscaler"}
 AUTOSCALER_METRICS_PORT = "http"
+# Karpenter's chart's Service (release karpenter): its labels and metrics port.
+KARPENTER_SERVICE_LABELS = {"app.kubernetes.io/instance": "karpenter", "app.kubernetes.io/name": "karpenter"}
+KARPENTER_METRICS_PORT = "http-metrics"
 # The pod label that tells a revision's series apart (Argo Rollouts sets it on every pod it runs),
 # copied onto every series the model's pods export, for canary analysis.
 REVISION_POD_LABEL = "rollouts-pod-template-hash"
@@ -37,6 +40,7 @@ class ModelMonitoringArgs:
     observability: ObservabilitySettings
     model_on_gpu: bool  # the dashboard's GPU panels show the model's own GPUs
     workload_kind: str  # Deployment or Rollout: which series say how many pods are ready
+    karpenter: bool = False  # the node provisioner whose metrics and errors to watch (else the cluster autoscaler)
     wait_for: Sequence[pulumi.Resource] = ()
 
 
@@ -69,12 +73,16 @@ def service_monitor(name: str, service_labels: dict[str, str], port: str, honor_
     }
 
 
-def platform_service_monitors() -> dict[str, dict[str, object]]:
+def platform_service_monitors(karpenter: bool = False) -> dict[str, dict[str, object]]:
     """The add-ons' own metrics, by resource-name suffix. Argo's and KEDA's series carry the namespace
     of the workload they describe: it must win over the target's (kube-system), so honorLabels."""
+    provisioner = (
+        {"karpenter-monitor": service_monitor("karpenter", KARPENTER_SERVICE_LABELS, KARPENTER_METRICS_PORT)}
+        if karpenter else
+        {"autoscaler-monitor": service_monitor("cluster-autoscaler", AUTOSCALER_SERVICE_LABELS,
+                                               AUTOSCALER_METRICS_PORT)})
     return {
-        "autoscaler-monitor": service_monitor("cluster-autoscaler", AUTOSCALER_SERVICE_LABELS,
-                                              AUTOSCALER_METRICS_PORT),
+        **provisioner,
         "rollouts-monitor": service_monitor("argo-rollouts", argo_rollouts.METRICS_SERVICE_LABELS,
                                             argo_rollouts.METRICS_PORT, honor_labels=True),
         "keda-monitor": service_monitor("keda-operator", keda.OPERATOR_SERVICE_LABELS, keda.METRICS_PORT,
@@ -82,12 +90,13 @@ def platform_service_monitors() -> dict[str, dict[str, object]]:
     }
 
 
-def prometheus_rule(observability: ObservabilitySettings, workload_kind: str) -> dict[str, object]:
+def prometheus_rule(observability: ObservabilitySettings, workload_kind: str,
+                    karpenter: bool = False) -> dict[str, object]:
     return {
         "apiVersion": MONITORING_API, "kind": "PrometheusRule",
         "metadata": {"name": "model-serving", "namespace": MONITORING_NAMESPACE},
         "spec": {"groups": rule_groups(observability.latency_slo_ms / 1000, observability.queue_wait_slo_ms / 1000,
-                                       workload_kind)},
+                                       workload_kind, karpenter)},
     }
 
 
@@ -95,8 +104,10 @@ class ModelMonitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:observability:ModelMonitoring", name, None, opts)
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.wait_for))
-        for suffix, manifest in {"pod-monitor": model_pod_monitor(args.identity), **platform_service_monitors(),
-                                 "alert-rules": prometheus_rule(args.observability, args.workload_kind)}.items():
+        for suffix, manifest in {"pod-monitor": model_pod_monitor(args.identity),
+                                 **platform_service_monitors(args.karpenter),
+                                 "alert-rules": prometheus_rule(args.observability, args.workload_kind,
+                                                                args.karpenter)}.items():
             metadata = manifest["metadata"]
             k8s.apiextensions.CustomResource(
                 f"{name}-{suffix}", api_version=MONITORING_API, kind=str(manifest["kind"]),

@@ -27,15 +27,19 @@ def container_resources(cpu: str, memory: str, memory_limit: str) -> dict[str, A
 
 
 def chart(name: str, values: dict[str, Any], wait_for: Sequence[pulumi.Resource],
-          opts: pulumi.ResourceOptions, namespace: str = NAMESPACE) -> k8s.helm.v4.Chart:
+          opts: pulumi.ResourceOptions, namespace: str = NAMESPACE, skip_crds: bool = False) -> k8s.helm.v4.Chart:
+    """A pinned chart from its repository, or from its OCI registry (`oci://.../<name>`, no repository
+    options: https://www.pulumi.com/registry/packages/kubernetes/api-docs/helm/v4/chart/#chart-resolution).
+    `skip_crds` leaves out the chart's crds/ (another chart installs and upgrades them)."""
     pinned = HELM_CHARTS[name]
     return k8s.helm.v4.Chart(
         name,
-        chart=pinned.name,
+        chart=f"{pinned.repository}/{pinned.name}" if pinned.oci else pinned.name,
         version=pinned.version,
-        repository_opts={"repo": pinned.repository},
+        repository_opts=None if pinned.oci else {"repo": pinned.repository},
         namespace=namespace,
         values=values,
+        skip_crds=skip_crds or None,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(wait_for))),
     )
 

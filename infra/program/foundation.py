@@ -1,5 +1,8 @@
 """The AWS foundation: the explicit AWS provider, the network, the EKS cluster with its add-ons
-and node groups, and the Kubernetes provider for everything installed into the cluster."""
+and node groups, and the Kubernetes provider for everything installed into the cluster.
+
+The node groups: every workload pool with cluster-autoscaler; with Karpenter, the system pool only
+(Karpenter's pools are declared with its controller, in the platform layer)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import pulumi_aws as aws
 
 from infra.addons import AFTER_NODES, BEFORE_NODES, EksAddons, EksAddonsArgs
 from infra.cluster import Cluster, ClusterArgs
-from infra.compute.node_groups import NodePool, NodePoolArgs
+from infra.compute.karpenter import discovery_tags
+from infra.compute.node_groups import NodeGroupSpec, NodePool, NodePoolArgs
 from infra.network import Network, NetworkArgs
 from infra.settings import StackSettings
 
@@ -22,8 +26,11 @@ class ClusterRef:
     name: pulumi.Output[str]
     account_id: str
     kubernetes_version: str
-    system_pool: str  # the CPU pool that always has nodes: where add-ons and controllers run
+    system_pool: str  # the pool that always has nodes: where add-ons and controllers run
     has_gpu_pool: bool
+    karpenter: bool  # Karpenter provisions the workload pools (else cluster-autoscaler scales node groups)
+    endpoint: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]  # the cluster security group, which every node carries
     aws_provider: aws.Provider
     # Every AWS resource uses the explicit provider (the stack files disable the default one); the
     # Kubernetes layer also talks to this cluster only, through the provider built from its kubeconfig.
@@ -50,7 +57,9 @@ def build(settings: StackSettings) -> Foundation:
     on_aws = pulumi.ResourceOptions(providers=[aws_provider])
     network = Network("network", NetworkArgs(
         identity=identity, vpc_cidr=settings.vpc_cidr, subnet_cidrs=settings.subnet_cidrs,
-        nat_gateways=settings.nat_gateways, availability_zones=settings.availability_zones, provider=aws_provider),
+        nat_gateways=settings.nat_gateways, availability_zones=settings.availability_zones, provider=aws_provider,
+        # Karpenter launches its nodes into the subnets carrying the discovery tag.
+        private_subnet_tags=discovery_tags(identity.name) if settings.karpenter else {}),
         opts=on_aws)
     cluster = Cluster("cluster", ClusterArgs(
         identity=identity, kubernetes_version=settings.kubernetes_version,
@@ -61,12 +70,16 @@ def build(settings: StackSettings) -> Foundation:
     networking_addons = EksAddons("networking", EksAddonsArgs(
         identity=identity, kubernetes_version=settings.kubernetes_version, cluster_name=cluster.name,
         addon_names=BEFORE_NODES), opts=on_aws)
+    specs = (
+        {settings.system_pool: NodeGroupSpec.of_system_pool(settings.system_pool, settings.system_node_group)}
+        if settings.karpenter else
+        {name: NodeGroupSpec.of_pool(name, pool) for name, pool in settings.node_pools.items()})
     node_groups = {
         pool_name: NodePool(f"pool-{pool_name}", NodePoolArgs(
-            identity=identity, pool_name=pool_name, pool=pool, cluster_name=cluster.name,
+            identity=identity, pool_name=pool_name, spec=spec, cluster_name=cluster.name,
             node_role_arn=cluster.node_role_arn, subnet_ids=network.private_subnet_ids,
             wait_for=[networking_addons]), opts=on_aws)
-        for pool_name, pool in settings.node_pools.items()
+        for pool_name, spec in specs.items()
     }
     core_addons = EksAddons("core", EksAddonsArgs(
         identity=identity, kubernetes_version=settings.kubernetes_version, cluster_name=cluster.name,
@@ -74,7 +87,8 @@ def build(settings: StackSettings) -> Foundation:
     return Foundation(
         cluster=ClusterRef(
             name=cluster.name, account_id=cluster.account_id, kubernetes_version=settings.kubernetes_version,
-            system_pool=settings.system_pool, has_gpu_pool=settings.has_gpu_pool, aws_provider=aws_provider,
+            system_pool=settings.system_pool, has_gpu_pool=settings.has_gpu_pool, karpenter=settings.karpenter,
+            endpoint=cluster.endpoint, security_group_id=cluster.security_group_id, aws_provider=aws_provider,
             on_aws=on_aws,
             on_cluster=pulumi.ResourceOptions(providers=[aws_provider, cluster.kubernetes_provider]),
             nodes_ready=(*node_groups.values(), core_addons), kubeconfig=cluster.kubeconfig),

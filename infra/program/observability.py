@@ -67,5 +67,5 @@ def build(settings: StackSettings, foundation: Foundation, platform: Platform) -
         monitoring=ModelMonitoringArgs(identity=identity, observability=observability,
                                        model_on_gpu=settings.model_device == "cuda",
                                        workload_kind=settings.model_service.workload_kind,
-                                       wait_for=[metrics_stack.stack_chart]),
+                                       karpenter=cluster.karpenter, wait_for=[metrics_stack.stack_chart]),
         on_cluster=cluster.on_cluster)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from infra.compute.karpenter import DO_NOT_DISRUPT
 from infra.program.foundation import Foundation
 from infra.program.observability import Observability
 from infra.program.platform import Platform
@@ -45,6 +46,7 @@ def build(settings: StackSettings, foundation: Foundation, platform: Platform,
         shared_storage_class=platform.shared_storage_class, ingress_class=platform.ingress_class,
         certificate_arn=front_door.certificate_arn, web_acl_arn=front_door.web_acl_arn,
         access_log_bucket=observability.access_log_bucket,
+        canary_pod_annotations=DO_NOT_DISRUPT if cluster.karpenter else {},
         wait_for=[*platform.webhooks_ready, *platform.shared_storage_ready, *platform.release_control_ready]),
         opts=cluster.on_cluster)
     if model.domain is not None and front_door.zone_id is not None:

@@ -28,6 +28,7 @@ from infra.settings.models import (
     NodePoolSettings,
     ObservabilitySettings,
     StackSettings,
+    SystemPoolSettings,
 )
 from infra.settings.problems import Problem, StackConfigError, problem
 
@@ -41,6 +42,7 @@ __all__ = [
     "Problem",
     "StackConfigError",
     "StackSettings",
+    "SystemPoolSettings",
     "cpu_cores",
     "declared_keys",
     "load_settings",

@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from pydantic.alias_generators import to_camel
+
 from infra import addressing
 from infra.settings import artifact
 from infra.settings.fields import ACM_ARN_PATTERN
-from infra.settings.models import StackSettings, zone_count
+from infra.settings.models import KARPENTER_KEYS, NODE_GROUP_KEYS, SYSTEM_POOL, StackSettings, zone_count
 from infra.settings.problems import Problem, problem, set_command
 
 Check = Callable[[StackSettings], Iterator[Problem]]
@@ -79,12 +81,65 @@ def _vpc_size(settings: StackSettings) -> Iterator[Problem]:
             f"use a /{needed} or larger, e.g. " + set_command("vpcCidr", f"10.0.0.0/{min(needed, 16)}"), "vpcCidr")
 
 
-@cross_check("node_pools")
+@cross_check("node_provisioner", "node_pools")
 def _system_pool(settings: StackSettings) -> Iterator[Problem]:
-    if not any(pool.always_has_nodes for pool in settings.node_pools.values()):
+    # With Karpenter, system pods have their own node group (systemPool).
+    if settings.node_provisioner == "cluster-autoscaler" and not any(
+            pool.always_has_nodes for pool in settings.node_pools.values()):
         yield problem(
             "no CPU pool (gpu: false) with minSize >= 1 to run system pods (CoreDNS, controllers, autoscaler)",
             set_command("nodePools.cpu.minSize", 2), "nodePools")
+
+
+@cross_check("node_provisioner", "node_pools")
+def _pools_fit_their_provisioner(settings: StackSettings) -> Iterator[Problem]:
+    """Each pool carries the keys its provisioner reads, and none of the other's: a key that would be
+    silently ignored is refused."""
+    karpenter = settings.node_provisioner == "karpenter"
+    for name, pool in settings.node_pools.items():
+        path = f"nodePools.{name}"
+        given = {to_camel(field) for field in pool.model_fields_set}  # config spelling
+        foreign, reads = (NODE_GROUP_KEYS, "limits instead of sizes") if karpenter else (
+            KARPENTER_KEYS, "minSize and maxSize")
+        for key in sorted(given & set(foreign)):
+            yield problem(f"is not read with nodeProvisioner {settings.node_provisioner} (its pools take {reads})",
+                          f"pulumi config rm --path '{path}.{key}'" + (
+                              f", and set --path '{path}.limits.cpu' to about maxSize x the vCPUs of one instance"
+                              if key == "maxSize" else ""), f"{path}.{key}")
+        if karpenter:
+            if name == SYSTEM_POOL:
+                yield problem(f"'{SYSTEM_POOL}' is the system node group's pool (systemPool) with Karpenter",
+                              "rename the pool, e.g. nodePools.general", path)
+            if pool.limits is None:
+                yield problem("is required: a Karpenter pool grows until it reaches its limits",
+                              set_command(f"{path}.limits.cpu", 16) + (
+                                  f" and --path '{path}.limits.gpus' 2" if pool.gpu else ""), f"{path}.limits")
+            if not pool.instance_types and not pool.instance_families:
+                yield problem("needs instanceTypes or instanceFamilies", f"pulumi config set --path "
+                              f"'{path}.instanceFamilies[0]' {'g6' if pool.gpu else 'm7i'}", path)
+            if pool.instance_types and pool.instance_families:
+                yield problem("give instanceTypes or instanceFamilies, not both",
+                              f"pulumi config rm --path '{path}.instanceTypes' (families let Karpenter pick the size)",
+                              f"{path}.instanceFamilies")
+            if pool.limits is not None and pool.gpu and pool.limits.gpus is None:
+                yield problem("is required on a GPU pool: its GPUs are what it costs",
+                              set_command(f"{path}.limits.gpus", 2), f"{path}.limits.gpus")
+            if pool.limits is not None and not pool.gpu and pool.limits.gpus is not None:
+                yield problem("a CPU pool has no GPUs to limit", f"pulumi config rm --path '{path}.limits.gpus'",
+                              f"{path}.limits.gpus")
+        else:
+            for key, value in (("instanceTypes", pool.instance_types), ("minSize", pool.min_size),
+                               ("maxSize", pool.max_size)):
+                if not value and value != 0:
+                    yield problem("is required for a managed node group", set_command(f"{path}.{key}", "<value>"),
+                                  f"{path}.{key}")
+
+
+@cross_check("node_provisioner", "system_node_group")
+def _system_node_group_with_karpenter_only(settings: StackSettings) -> Iterator[Problem]:
+    if settings.node_provisioner == "cluster-autoscaler" and settings.system_node_group.model_fields_set:
+        yield problem("is read with nodeProvisioner karpenter only: with cluster-autoscaler, system pods run on "
+                      "the CPU pool with minSize >= 1", "pulumi config rm systemPool", "systemPool")
 
 
 @cross_check("environment", "endpoint_public_access_cidrs")

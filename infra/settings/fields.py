@@ -31,6 +31,10 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE
 # Four dotted decimals without leading zeros, then a decimal prefix length of 0-32.
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 CIDR_NOTATION = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}/(3[0-2]|[12]?\d)$")
+# Karpenter's duration syntax (NodePool CRD: consolidateAfter, expireAfter, terminationGracePeriod):
+# Go units s, m and h only, chained (1h30m); "Never" where the field allows it.
+DURATION_PATTERN = re.compile(r"^([0-9]+(s|m|h))+$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 CPU_PATTERN = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<milli>m)?$")
 MEMORY_PATTERN = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
 MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -69,6 +73,33 @@ def memory_bytes(quantity: str) -> int:
     match = MEMORY_PATTERN.match(quantity)
     assert match is not None
     return int(match["number"]) * MEMORY_UNITS[match["unit"]]
+
+
+def duration_seconds(duration: str) -> int:
+    """1h30m → 5400 (a duration that matched DURATION_PATTERN)."""
+    return sum(int(number) * DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9]+)([smh])", duration))
+
+
+def _duration(value: str) -> None:
+    if not DURATION_PATTERN.match(value) or duration_seconds(value) == 0:
+        raise Invalid(problem(f"'{value}' is not a duration Karpenter reads", "write it like 30s, 5m, 1h or 1h30m"))
+
+
+def _duration_or_never(value: str) -> None:
+    if value != "Never":
+        _duration(value)
+
+
+def _instance_family(value: str) -> None:
+    if value not in instance_types.known_families():
+        suggestion = instance_types.closest_family(value)
+        raise Invalid(problem(
+            f"'{value}' is not an EC2 instance family" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
+            f"use '{suggestion}'" if suggestion else "use a family such as m7i, c7i or g6 (the part of an instance "
+                                                    "type before the dot)"))
+    if instance_types.is_arm64(value):
+        raise Invalid(problem(f"'{value}' is an Arm (Graviton) family, but node pools run x86_64 AL2023 AMIs",
+                              "use an x86_64 family such as m7i, c7i or g6"))
 
 
 def _instance_type(value: str) -> None:
@@ -171,6 +202,9 @@ HostedZoneId = Annotated[str, matching(HOSTED_ZONE_ID_PATTERN, "'{value}' is not
 EmailAddress = Annotated[str, matching(EMAIL_PATTERN, "'{value}' is not an email address",
                                        "write it like oncall@example.com")]
 InstanceTypeName = Annotated[str, checked(_instance_type)]
+InstanceFamilyName = Annotated[str, checked(_instance_family)]
+Duration = Annotated[str, checked(_duration)]
+DurationOrNever = Annotated[str, checked(_duration_or_never)]
 Ipv4Cidr = Annotated[str, checked(_ipv4_cidr)]
 LoadBalancerCidr = Annotated[str, checked(_load_balancer_cidr)]
 VpcCidr = Annotated[str, checked(_vpc_cidr)]

@@ -20,9 +20,12 @@ from infra.settings.artifact import FORMATS, Device, ModelArtifact
 from infra.settings.fields import (
     CertificateArn,
     CpuQuantity,
+    Duration,
+    DurationOrNever,
     EmailAddress,
     HostedZoneId,
     Hostname,
+    InstanceFamilyName,
     InstanceTypeName,
     Ipv4Cidr,
     KubernetesVersion,
@@ -44,6 +47,8 @@ from infra.workload.contract import HIGHEST_LATENCY_BUCKET_S
 
 # gp3 volumes take 1 to 65,536 GiB (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html).
 GP3_MAX_GIB = 65536
+# The system node group's pool label with Karpenter: no entry of nodePools may take it.
+SYSTEM_POOL = "system"
 # ACM takes a certificate's first domain name, its common name, of at most 64 octets; further
 # names may be longer (https://docs.aws.amazon.com/acm/latest/APIReference/API_RequestCertificate.html).
 ACM_COMMON_NAME_MAX = 64
@@ -69,58 +74,157 @@ def raise_if(problems: list[Problem]) -> None:
         raise Invalid(*problems)
 
 
-class NodePoolSettings(ConfigModel):
-    """One managed node group. Pools are a map keyed by name, so adding one never renames another."""
+# Keys of a pool that only one provisioner reads (config spelling): the other refuses them.
+NODE_GROUP_KEYS = ("minSize", "maxSize", "desiredSize", "maxUnavailablePercentage")
+KARPENTER_KEYS = ("instanceFamilies", "limits", "disruption")
+# What Karpenter does to a pool's idle nodes, by kind: a CPU node is replaced in a minute, so it goes
+# as soon as its pods fit elsewhere; a GPU node takes minutes to boot and load a model, so it goes
+# only once empty, and after a longer wait (https://karpenter.sh/v1.14/concepts/disruption/).
+CONSOLIDATION_DEFAULTS = {False: ("WhenEmptyOrUnderutilized", "5m"), True: ("WhenEmpty", "30m")}
 
-    instance_types: list[InstanceTypeName] = Field(min_length=1, description="EC2 instance types, x86_64.")
+
+class PoolLimits(ConfigModel):
+    """The most a Karpenter pool may hold, summed over its nodes (NodePool spec.limits): Karpenter
+    launches no further node once the pool's nodes reach any of them. They replace maxSize."""
+
+    cpu: int = Field(ge=1, le=100_000, description="vCPUs: a node group's maxSize x the vCPUs of one of its "
+                                                   "instances (maxSize 6 of m7i.large, 2 vCPUs each: 12).")
+    memory: MemoryQuantity | None = Field(
+        None, description="Memory, e.g. 96Gi: maxSize x the memory of one instance (m7i.large: 8Gi).")
+    gpus: int | None = Field(None, ge=1, le=10_000, description="NVIDIA GPUs (nvidia.com/gpu), required on a GPU "
+                                                               "pool: maxSize x the GPUs of one instance.")
+
+
+class DisruptionSettings(ConfigModel):
+    """How Karpenter takes a pool's nodes away: consolidation of idle nodes, replacement of old ones,
+    and how many at once."""
+
+    consolidation_policy: Literal["WhenEmptyOrUnderutilized", "WhenEmpty", "Balanced"] | None = Field(
+        None, description="Which nodes consolidation removes; default WhenEmptyOrUnderutilized on CPU pools "
+                          "(underused nodes too), WhenEmpty on GPU pools (only nodes without pods).")
+    consolidate_after: Duration | None = Field(
+        None, description="How long a node stays empty or underused before consolidation removes it; default 5m "
+                          "on CPU pools, 30m on GPU pools (slow to start and to load a model).")
+    budget_percent: int = Field(
+        10, ge=1, le=100, description="Share of the pool's nodes (rounded up) that may be disrupted at once, by "
+                                      "consolidation, drift or expiry.")
+    expire_after: DurationOrNever = Field(
+        "720h", description="Age at which a node is replaced (it picks up patches), or Never.")
+    termination_grace_period: Duration = Field(
+        "1h", description="How long a draining node waits for its pods (disruption budgets included) before it "
+                          "is terminated anyway.")
+
+
+class NodePoolSettings(ConfigModel):
+    """One workload pool: a Karpenter NodePool (nodeProvisioner karpenter) or an EKS managed node group
+    (nodeProvisioner cluster-autoscaler). Pools are a map keyed by name, so adding one never renames another."""
+
+    instance_types: list[InstanceTypeName] = Field(
+        [], description="EC2 instance types, x86_64. Required for a managed node group; a Karpenter pool takes "
+                        "these or instanceFamilies.")
+    instance_families: list[InstanceFamilyName] = Field(
+        [], description="Karpenter: EC2 instance families (m7i, c7i, g6...); Karpenter picks the size pending pods "
+                        "need. Instead of instanceTypes.")
     gpu: bool = Field(False, description="NVIDIA GPU pool: GPU AMI, taint and accelerator label. Never guessed.")
     capacity_type: Literal["ON_DEMAND", "SPOT"] = Field(
-        "ON_DEMAND", description="How instances are bought; SPOT is cheaper but can be reclaimed.")
-    min_size: int = Field(ge=0, le=1000, description="Fewest nodes; 0 lets the autoscaler empty the pool.")
-    max_size: int = Field(ge=1, le=1000, description="Most nodes the autoscaler may start.")
+        "ON_DEMAND", description="How instances are bought; SPOT is cheaper but can be reclaimed. On a Karpenter pool "
+                                 "SPOT falls back to on-demand when no spot capacity is offered.")
+    min_size: int | None = Field(
+        None, ge=0, le=1000, description="Managed node group: fewest nodes; 0 lets the autoscaler empty the pool.")
+    max_size: int | None = Field(
+        None, ge=1, le=1000, description="Managed node group: most nodes the autoscaler may start.")
     desired_size: int | None = Field(
-        None, description="Nodes at creation (default minSize); the autoscaler owns the count afterwards.")
+        None, description="Managed node group: nodes at creation (default minSize); the autoscaler owns the count "
+                          "afterwards.")
     disk_size_gib: int = Field(50, ge=20, le=GP3_MAX_GIB, description="Size in GiB of the encrypted gp3 root volume.")
-    max_unavailable_percentage: int = Field(33, ge=1, le=100, description="Nodes replaced at once on update.")
+    max_unavailable_percentage: int = Field(
+        33, ge=1, le=100, description="Managed node group: nodes replaced at once on update.")
+    limits: PoolLimits | None = Field(
+        None, description="Karpenter, required: the most the pool holds (cpu, memory, gpus); replaces maxSize.")
+    disruption: DisruptionSettings = Field(
+        DisruptionSettings(), description="Karpenter: consolidation, expiry, termination grace and the disruption "
+                                          "budget.")
 
     @model_validator(mode="after")
     def _consistent(self) -> NodePoolSettings:
         problems: list[Problem] = []
-        if self.min_size > self.max_size:
+        if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
             problems.append(problem(f"{self.max_size} is less than minSize {self.min_size}",
                                     f"raise maxSize to at least {self.min_size} or lower minSize", "maxSize"))
-        elif self.desired_size is not None and not self.min_size <= self.desired_size <= self.max_size:
+        elif self.desired_size is not None and self.min_size is not None and self.max_size is not None and \
+                not self.min_size <= self.desired_size <= self.max_size:
             problems.append(problem(
                 f"{self.desired_size} is outside [minSize {self.min_size}, maxSize {self.max_size}]",
                 f"set desiredSize between {self.min_size} and {self.max_size}, or remove it", "desiredSize"))
-        without_gpu = [t for t in self.instance_types if instance_types.accelerator(t) is None]
-        with_gpu = [t for t in self.instance_types if instance_types.accelerator(t) is not None]
-        if self.gpu and without_gpu:
-            problems.append(problem(f"gpu is true but {', '.join(without_gpu)} has no NVIDIA GPU",
-                                    "use GPU types such as g5.xlarge, g6.xlarge or g4dn.xlarge, or set gpu: false",
-                                    "instanceTypes"))
-        if not self.gpu and with_gpu:
-            problems.append(problem(f"{', '.join(with_gpu)} carries an NVIDIA GPU but gpu is false",
-                                    "set gpu: true so the pool gets the GPU AMI and taint, or use CPU types",
-                                    "instanceTypes"))
-        if self.gpu and not without_gpu and len({instance_types.accelerator(t) for t in with_gpu}) > 1:
-            problems.append(problem(f"{', '.join(with_gpu)} mix GPU models; one pool carries one accelerator label",
-                                    "split them into one pool per GPU model", "instanceTypes"))
+        # Problems whose fix names the pool (instanceTypes beside instanceFamilies, GPU limits) are
+        # reported by the cross-check that knows its name (infra/settings/checks.py).
+        problems += self._accelerator_problems()
         raise_if(problems)
         return self
 
+    def _accelerator_problems(self) -> list[Problem]:
+        key, chosen = ("instanceFamilies", self.instance_families) if self.instance_families else (
+            "instanceTypes", self.instance_types)
+        without_gpu = [t for t in chosen if instance_types.accelerator(t) is None]
+        with_gpu = [t for t in chosen if instance_types.accelerator(t) is not None]
+        problems: list[Problem] = []
+        if self.gpu and without_gpu:
+            problems.append(problem(f"gpu is true but {', '.join(without_gpu)} has no NVIDIA GPU",
+                                    "use GPU types such as g5.xlarge, g6.xlarge or g4dn.xlarge (or families g5, g6), "
+                                    "or set gpu: false", key))
+        if not self.gpu and with_gpu:
+            problems.append(problem(f"{', '.join(with_gpu)} carries an NVIDIA GPU but gpu is false",
+                                    "set gpu: true so the pool gets the GPU AMI and taint, or use CPU types", key))
+        if self.gpu and not without_gpu and len({instance_types.accelerator(t) for t in with_gpu}) > 1:
+            problems.append(problem(f"{', '.join(with_gpu)} mix GPU models; one pool carries one accelerator label",
+                                    "split them into one pool per GPU model", key))
+        return problems
+
     @property
     def initial_size(self) -> int:
+        """A managed node group's nodes at creation (its sizes are validated present with cluster-autoscaler)."""
+        assert self.min_size is not None
         return self.min_size if self.desired_size is None else self.desired_size
 
     @property
     def accelerator(self) -> str | None:
-        return instance_types.accelerator(self.instance_types[0]) if self.gpu else None
+        chosen = self.instance_families or self.instance_types
+        return instance_types.accelerator(chosen[0]) if self.gpu and chosen else None
 
     @property
     def always_has_nodes(self) -> bool:
-        """A CPU pool that never scales to zero: where cluster add-ons and controllers run."""
-        return not self.gpu and self.min_size >= 1
+        """A CPU node group that never scales to zero: where cluster add-ons and controllers run with
+        cluster-autoscaler (a Karpenter pool can always empty)."""
+        return not self.gpu and (self.min_size or 0) >= 1
+
+    @property
+    def consolidation_policy(self) -> str:
+        return self.disruption.consolidation_policy or CONSOLIDATION_DEFAULTS[self.gpu][0]
+
+    @property
+    def consolidate_after(self) -> str:
+        return self.disruption.consolidate_after or CONSOLIDATION_DEFAULTS[self.gpu][1]
+
+
+class SystemPoolSettings(ConfigModel):
+    """Karpenter stacks only: the managed node group Karpenter never manages, where the cluster's add-ons and
+    controllers run, Karpenter's own included. On-demand, a fixed size, no autoscaler."""
+
+    instance_types: list[InstanceTypeName] = Field(
+        ["m7i.large"], min_length=1, description="EC2 instance types, x86_64 without GPUs.")
+    size: int = Field(
+        2, ge=2, le=100, description="Nodes, spread over the zones: at least 2, as Karpenter's two replicas never "
+                                     "share a node.")
+    disk_size_gib: int = Field(50, ge=20, le=GP3_MAX_GIB, description="Size in GiB of the encrypted gp3 root volume.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SystemPoolSettings:
+        with_gpu = [t for t in self.instance_types if instance_types.accelerator(t) is not None]
+        if with_gpu:
+            raise Invalid(problem(f"{', '.join(with_gpu)} carries an NVIDIA GPU, wasted on add-ons",
+                                  "use CPU types: pulumi config set --path 'systemPool.instanceTypes[0]' m7i.large",
+                                  "instanceTypes"))
+        return self
 
 
 class WafSettings(ConfigModel):
@@ -377,7 +481,10 @@ class StackSettings(ConfigModel):
     endpoint_public_access_cidrs: list[Ipv4Cidr]
     admin_principal_arns: list[PrincipalArn]
     control_plane_log_retention_days: RetentionDays
+    node_provisioner: Literal["karpenter", "cluster-autoscaler"]
     node_pools: dict[PoolName, NodePoolSettings]
+    # Its own name: `system_pool` is the name of the pool system pods run on, whichever provisioner.
+    system_node_group: SystemPoolSettings = Field(alias="systemPool")
     ecr_keep_images: int = Field(ge=1, le=1000)
     retain_data_on_destroy: bool
     ecr_scanning: Literal["basic", "enhanced"]
@@ -402,8 +509,16 @@ class StackSettings(ConfigModel):
         return "aws"
 
     @property
+    def karpenter(self) -> bool:
+        """Karpenter provisions the workload pools; the system pool is a managed node group of its own."""
+        return self.node_provisioner == "karpenter"
+
+    @property
     def system_pool(self) -> str:
-        """The CPU pool that always has nodes: cluster add-ons and controllers run there."""
+        """The pool that always has nodes: cluster add-ons and controllers run there. With Karpenter, the
+        system node group; with cluster-autoscaler, the first CPU node group that never scales to zero."""
+        if self.karpenter:
+            return SYSTEM_POOL
         return next(name for name, pool in self.node_pools.items() if pool.always_has_nodes)
 
     @property

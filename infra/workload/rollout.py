@@ -21,6 +21,7 @@ atomic maps under server-side apply, so Pulumi never sends them again after crea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import pulumi
@@ -64,8 +65,14 @@ def steps(canary: CanarySettings) -> list[dict[str, Any]]:
     return result
 
 
-def strategy(canary: CanarySettings, ingress_name: str) -> dict[str, Any]:
+def strategy(canary: CanarySettings, ingress_name: str, canary_pod_annotations: Mapping[str, str]) -> dict[str, Any]:
+    ephemeral: dict[str, Any] = {}
+    if canary_pod_annotations:
+        # On the canary's pods only while it is judged: Argo takes ephemeral metadata off at promotion
+        # (https://argo-rollouts.readthedocs.io/en/stable/features/ephemeral-metadata/).
+        ephemeral["canaryMetadata"] = {"annotations": dict(canary_pod_annotations)}
     return {"canary": {
+        **ephemeral,
         "pingPong": {"pingService": PING_SERVICE, "pongService": PONG_SERVICE},
         "trafficRouting": {"alb": {"ingress": ingress_name, "rootService": ROOT_SERVICE,
                                    "servicePort": SERVICE_PORT}},
@@ -80,14 +87,14 @@ def strategy(canary: CanarySettings, ingress_name: str) -> dict[str, Any]:
 
 
 def rollout_spec(canary: CanarySettings, pod_labels: dict[str, str], pod: k8s.core.v1.PodSpecArgsDict,
-                 ingress_name: str) -> dict[str, Any]:
+                 ingress_name: str, canary_pod_annotations: Mapping[str, str]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "revisionHistoryLimit": REVISION_HISTORY,
         "rollbackWindow": {"revisions": ROLLBACK_WINDOW},
         "selector": {"matchLabels": pod_labels},
         "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
         "progressDeadlineAbort": True,
-        "strategy": strategy(canary, ingress_name),
+        "strategy": strategy(canary, ingress_name, canary_pod_annotations),
     }
     if canary.adopt_deployment:
         # The Deployment keeps serving (its HPA keeps its count) while the Rollout's pods start from its

@@ -13,8 +13,8 @@ enforces. How a new revision reaches users is `modelService.canary`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -48,6 +48,8 @@ class ModelServiceArgs:
     web_acl_arn: pulumi.Input[str] | None = None
     # From AccessLogs: the bucket the load balancer writes its access logs to (None: no access logs).
     access_log_bucket: pulumi.Input[str] | None = None
+    # Carried by a canary's pods while it is judged (Karpenter's do-not-disrupt: consolidation never moves them).
+    canary_pod_annotations: Mapping[str, str] = field(default_factory=dict)
     # Children do not inherit a component's depends_on: the workload waits for these itself (the ALB
     # controller's webhooks, the release controller's CRDs, KEDA's webhooks, storage).
     wait_for: Sequence[pulumi.Resource] = ()
@@ -157,7 +159,8 @@ class ModelService(pulumi.ComponentResource):
             scaled_workload = k8s.apiextensions.CustomResource(
                 f"{name}-rollout", api_version=rollout.ROLLOUT_API, kind="Rollout",
                 metadata=metadata(APP_NAME, annotations=rollout.ROLLOUT_ANNOTATIONS),
-                spec=rollout.rollout_spec(canary, selector, pod, ingress_name=APP_NAME),
+                spec=rollout.rollout_spec(canary, selector, pod, ingress_name=APP_NAME,
+                                          canary_pod_annotations=args.canary_pod_annotations),
                 # Not after the Ingress: Pulumi waits for the Ingress's load balancer, which waits for the
                 # action Argo writes once the Rollout exists (the two would wait for each other).
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
@@ -185,7 +188,11 @@ class ModelService(pulumi.ComponentResource):
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-disruption-budget",
             metadata=metadata(APP_NAME),
-            spec={"max_unavailable": 1, "selector": {"match_labels": selector}},
+            # A pod still loading its model is not ready, so it counts as unavailable: while one loads, no
+            # serving pod may be evicted; and it is evicted itself only while the others all serve
+            # (IfHealthyBudget, pinned: https://kubernetes.io/docs/tasks/run-application/configure-pdb/#unhealthy-pod-eviction-policy).
+            spec={"max_unavailable": 1, "selector": {"match_labels": selector},
+                  "unhealthy_pod_eviction_policy": "IfHealthyBudget"},
             opts=in_namespace,
         )
         k8s.networking.v1.NetworkPolicy(

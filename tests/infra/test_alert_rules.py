@@ -126,6 +126,17 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
                      {"node": "n", "condition": "Ready", "status": "true"}),
     "ClusterAutoscalerErrors": ([counter("cluster_autoscaler_errors_total", 'type="cloudProviderError"', 1)],
                                 [gauge("cluster_autoscaler_errors_total", 'type="cloudProviderError"', 3)], {}),
+    # AccessDenied on launch fires; the errors Karpenter handles itself (an instance already gone, no spot
+    # capacity before it falls back) stay quiet however many.
+    "KarpenterCloudProviderErrors": (
+        [counter("karpenter_cloudprovider_errors_total",
+                 'controller="nodeclaim.lifecycle",method="Create",provider="aws",error="AccessDenied"', 1)],
+        [counter("karpenter_cloudprovider_errors_total",
+                 'controller="nodeclaim.lifecycle",method="Create",provider="aws",error="InsufficientCapacityError"',
+                 5),
+         counter("karpenter_cloudprovider_errors_total",
+                 'controller="nodeclaim.termination",method="Get",provider="aws",error="NodeClaimNotFoundError"', 5)],
+        {}),
     # KEDA's and Argo Rollouts' own series, with the namespace of the object they describe (honorLabels).
     "ModelScalerErrors": (
         [counter("keda_scaler_detail_errors_total",
@@ -179,6 +190,8 @@ FIRES_WITH: dict[str, tuple[str, str, str]] = {
     "ClusterAutoscalerErrors": (
         "warning", "The cluster autoscaler reports errors",
         "Nodes may not be added or removed; see the autoscaler's log."),
+    "KarpenterCloudProviderErrors": (
+        "warning", "Karpenter's calls to AWS fail", "Nodes may not be launched or removed; see Karpenter's log."),
     "ModelScalerErrors": (
         "warning", "The model's autoscaler cannot read its traffic triggers",
         "KEDA's queries fail: the replica count holds at its fallback until they answer again."),
@@ -188,15 +201,21 @@ FIRES_WITH: dict[str, tuple[str, str, str]] = {
 }
 
 
-def cases(workload_kind: str) -> dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]]:
+# Each provisioner's own alert (infra/observability/alert_rules.py, provisioner_alert).
+PROVISIONER_ONLY = {"ClusterAutoscalerErrors": False, "KarpenterCloudProviderErrors": True}
+
+
+def cases(workload_kind: str, karpenter: bool = False,
+          ) -> dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]]:
     """The alerts of a stack whose pods this kind of workload runs, each with its series."""
     return {name: NO_READY_REPLICAS[workload_kind] if name == "ModelNoReadyReplicas" else case
-            for name, case in CASES.items() if KIND_ONLY.get(name, workload_kind) == workload_kind}
+            for name, case in CASES.items() if KIND_ONLY.get(name, workload_kind) == workload_kind
+            and PROVISIONER_ONLY.get(name, karpenter) == karpenter}
 
 
-def unit_tests(workload_kind: str = "Rollout") -> dict[str, Any]:
+def unit_tests(workload_kind: str = "Rollout", karpenter: bool = False) -> dict[str, Any]:
     tests = []
-    for name, (firing, quiet, labels) in cases(workload_kind).items():
+    for name, (firing, quiet, labels) in cases(workload_kind, karpenter).items():
         severity, summary, description = FIRES_WITH[name]
         expected = {"exp_labels": {**labels, "severity": severity},
                     "exp_annotations": {"summary": summary, "description": description.format(kind=workload_kind),
@@ -207,14 +226,16 @@ def unit_tests(workload_kind: str = "Rollout") -> dict[str, Any]:
     return {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}
 
 
-@pytest.mark.parametrize("workload_kind", WORKLOAD_KINDS)
-def test_every_alert_fires_on_its_fault_and_stays_quiet_on_healthy_series(workload_kind: str, tmp_path: Path) -> None:
-    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S, workload_kind)
+@pytest.mark.parametrize(("workload_kind", "karpenter"), [(kind, False) for kind in WORKLOAD_KINDS] + [
+    ("Rollout", True)])
+def test_every_alert_fires_on_its_fault_and_stays_quiet_on_healthy_series(workload_kind: str, karpenter: bool,
+                                                                          tmp_path: Path) -> None:
+    groups = rule_groups(DEV_LATENCY_SLO_S, DEV_QUEUE_SLO_S, workload_kind, karpenter)
     names = [rule["alert"] for group in groups for rule in group["rules"]]
-    assert sorted(cases(workload_kind)) == sorted(names), "every alert is tested, each once"
+    assert sorted(cases(workload_kind, karpenter)) == sorted(names), "every alert is tested, each once"
     assert sorted(CASES) == sorted(FIRES_WITH)
     write_rules(groups, tmp_path / "rules.yaml")
-    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(unit_tests(workload_kind), sort_keys=False))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(unit_tests(workload_kind, karpenter), sort_keys=False))
     result = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

@@ -22,8 +22,15 @@ from review.rendering import RenderedChart, render
 from tests.support.charts import rendered_chart, rendered_charts
 from tests.support.graph import waits_for
 from tests.support.manifests import crd_schemas, validate
-from tests.support.scheduling import pod_spec, pool_nodes, pools_for, selector_matches
+from tests.support.scheduling import pod_spec, pool_nodes, pools_for, pools_with_room, requests, selector_matches
 from tests.support.stacks import VARIANTS, synthesized_variant
+
+# The provisioners: Karpenter (its two charts) or the cluster autoscaler, never both.
+PROVISIONER_CHARTS = {"karpenter": {"karpenter-crd", "karpenter"}, "cluster-autoscaler": {"cluster-autoscaler"}}
+
+
+def provisioner(variant: str) -> str:
+    return str(VARIANTS[variant][1].get("nodeProvisioner", "karpenter"))
 
 # What each chart must render. Counting kinds catches a chart that renders "successfully" without
 # its workload, as cluster-autoscaler does when autoDiscovery.clusterName is missing.
@@ -43,6 +50,11 @@ REQUIRED_KINDS: dict[str, dict[str, int]] = {
     # upgrades them), the controller, the metrics Service its ServiceMonitor selects.
     "argo-rollouts": {"Deployment": 1, "ServiceAccount": 1, "Service": 1, "CustomResourceDefinition": 5,
                       "ClusterRole": 1, "ClusterRoleBinding": 1, "PodDisruptionBudget": 1},
+    # Karpenter's five CRDs, from the CRD chart only (the main chart is rendered with skipCrds); its
+    # controller with its PodDisruptionBudget and metrics Service.
+    "karpenter-crd": {"CustomResourceDefinition": 5},
+    "karpenter": {"Deployment": 1, "ServiceAccount": 1, "Service": 1, "PodDisruptionBudget": 1, "ClusterRole": 3,
+                  "ClusterRoleBinding": 2},
     # The operator, its metrics API server and its admission webhooks.
     "keda": {"Deployment": 3, "ServiceAccount": 3, "Service": 3, "CustomResourceDefinition": 6, "APIService": 1,
              "ValidatingWebhookConfiguration": 1, "ClusterRole": 1, "ClusterRoleBinding": 1},
@@ -88,13 +100,15 @@ def kubernetes_version(synthesis: Synthesis) -> str:
 
 def test_every_chart_renders_with_the_workloads_it_must_have(variant: str) -> None:
     charts = rendered_charts(variant)
-    assert {chart.record.name for chart in charts} == set(REQUIRED_KINDS), "a chart without expectations"
+    others = {name for names in PROVISIONER_CHARTS.values() for name in names} - PROVISIONER_CHARTS[
+        provisioner(variant)]
+    assert {chart.record.name for chart in charts} == set(REQUIRED_KINDS) - others, "a chart without expectations"
     for chart in charts:
         assert not missing_kinds(chart), f"{chart.record.name} rendered without {missing_kinds(chart)}"
 
 
 def test_counting_kinds_catches_a_chart_that_renders_without_its_workload() -> None:
-    record = rendered_chart("dev", "cluster-autoscaler").record
+    record = rendered_chart("prod-cluster-autoscaler", "cluster-autoscaler").record
     values = copy.deepcopy(record.inputs["values"])
     del values["autoDiscovery"]
     assert missing_kinds(render(record, values=values)) == {"Deployment": 1}
@@ -143,7 +157,8 @@ def test_pod_identity_associations_name_service_accounts_the_charts_create_and_r
         assert running_as, f"nothing runs as {account}: its AWS permissions are unused"
 
 
-def test_autoscaler_discovers_this_clusters_node_groups_in_this_region(variant: str) -> None:
+def test_autoscaler_discovers_this_clusters_node_groups_in_this_region() -> None:
+    variant = "prod-cluster-autoscaler"
     synthesis = synthesized_variant(variant)
     cluster = synthesis.one("aws:eks/cluster:Cluster").inputs["name"]
     region = synthesis.one("pulumi:providers:aws").inputs["region"]
@@ -184,7 +199,12 @@ def test_every_workload_can_run_on_some_pool(variant: str) -> None:
 def test_controllers_run_on_the_pool_that_always_has_nodes(variant: str) -> None:
     synthesis = synthesized_variant(variant)
     nodes = pool_nodes(synthesis)
-    system = {name for name, pool in synthesis.outputs["nodePools"].items() if not pool["gpu"] and pool["minSize"]}
+    if provisioner(variant) == "karpenter":
+        # The system node group: always on, and never a NodePool's, so never consolidated away.
+        system = {synthesis.outputs["systemPool"]["pool"]}
+        assert not [node for node in nodes if node.pool in system and node.karpenter]
+    else:
+        system = {name for name, pool in synthesis.outputs["nodePools"].items() if not pool["gpu"] and pool["minSize"]}
     for chart in rendered_charts(variant):
         for deployment in chart.of_kind("Deployment"):
             assert pools_for(pod_spec(deployment) or {}, nodes) <= system, chart.record.name
@@ -331,18 +351,61 @@ def test_every_system_container_has_requests_and_a_memory_limit(variant: str) ->
             assert "memory" in (resources.get("limits") or {}), f"{where} has no memory limit"
 
 
-@pytest.mark.parametrize("chart_name", ["aws-load-balancer-controller", "cluster-autoscaler"])
-def test_controllers_that_keep_the_cluster_serving_are_cluster_critical(chart_name: str) -> None:
-    deployment = rendered_chart("prod", chart_name).one("Deployment")
+@pytest.mark.parametrize(("variant_name", "chart_name"), [
+    ("prod", "aws-load-balancer-controller"), ("prod", "karpenter"), ("prod-cluster-autoscaler", "cluster-autoscaler")])
+def test_controllers_that_keep_the_cluster_serving_are_cluster_critical(variant_name: str, chart_name: str) -> None:
+    deployment = rendered_chart(variant_name, chart_name).one("Deployment")
     assert pod_spec(deployment)["priorityClassName"] == "system-cluster-critical"
 
 
 def test_replicated_add_ons_spread_over_zones_and_nodes(variant: str) -> None:
     replicated = [(chart.record.name, obj) for chart in rendered_charts(variant)
                   for obj in chart.of_kind("Deployment") if obj["spec"].get("replicas", 1) > 1]
-    assert {name for name, _ in replicated} == {"aws-load-balancer-controller", "metrics-server", "argo-rollouts"}
+    expected = {"aws-load-balancer-controller", "metrics-server", "argo-rollouts"}
+    if provisioner(variant) == "karpenter":
+        expected.add("karpenter")
+    assert {name for name, _ in replicated} == expected
     for name, deployment in replicated:
         spread = pod_spec(deployment)["topologySpreadConstraints"]
         assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert all(selector_matches(c["labelSelector"], labels) for c in spread), f"{name}: spreads no pod"
+
+
+# -- scheduling: every workload lands somewhere, with room for what it asks --------------------------------
+
+def test_every_workload_fits_some_pools_nodes_gpus_included(variant: str) -> None:
+    """Labels, taints and tolerations, and the requests (cpu, memory, nvidia.com/gpu) against the largest
+    node each pool can produce: a NodePool's within its limits, a node group's largest type."""
+    synthesis = synthesized_variant(variant)
+    nodes = pool_nodes(synthesis)
+    assert {node.karpenter for node in nodes} == ({True, False} if provisioner(variant) == "karpenter" else {False})
+    for source, obj in workloads(variant):
+        pod = pod_spec(obj) or {}
+        assert pools_with_room(pod, nodes), f"{source}: {obj['kind']} {obj['metadata']['name']} " \
+                                            f"(requests {requests(pod)}) fits no pool's nodes"
+
+
+def test_the_model_pods_land_on_their_pool_with_room_for_them(variant: str) -> None:
+    synthesis = synthesized_variant(variant)
+    nodes = pool_nodes(synthesis)
+    (rollout,) = [r.inputs for r in synthesis.objects("Rollout")] or [r.inputs for r in synthesis.objects("Deployment")]
+    pod = rollout["spec"]["template"]["spec"]
+    pool = pod["nodeSelector"]["model-serving/pool"]
+    assert pools_with_room(pod, nodes) == {pool}
+    if requests(pod).get("nvidia.com/gpu"):
+        assert all(node.capacity["nvidia.com/gpu"] >= requests(pod)["nvidia.com/gpu"]
+                   for node in nodes if node.pool == pool)
+
+
+def test_nothing_lands_on_the_gpu_pool_without_tolerating_its_taint(variant: str) -> None:
+    nodes = pool_nodes(synthesized_variant(variant))
+    gpu_nodes = [node for node in nodes if any(t["key"] == "nvidia.com/gpu" for t in node.taints)]
+    assert gpu_nodes
+    for source, obj in workloads(variant):
+        pod = pod_spec(obj) or {}
+        if any(pools_for(pod, [node]) for node in gpu_nodes):
+            assert any(t.get("key") == "nvidia.com/gpu" or (t.get("operator") == "Exists" and not t.get("key"))
+                       for t in pod.get("tolerations") or []), f"{source}: {obj['metadata']['name']}"
+    # ...and a pod without the toleration is refused there (the simulation reads taints at all).
+    assert not pools_for({"containers": [{"name": "x"}]}, gpu_nodes)

@@ -18,7 +18,8 @@ KINDS = {"DaemonSet", "Service", "Ingress", "PodDisruptionBudget", "NetworkPolic
          "StorageClass", "PersistentVolumeClaim", "ServiceAccount", "Namespace"}
 
 
-CUSTOM_TYPES = ("kubernetes:monitoring.coreos.com/", "kubernetes:argoproj.io/", "kubernetes:keda.sh/")
+CUSTOM_TYPES = ("kubernetes:monitoring.coreos.com/", "kubernetes:argoproj.io/", "kubernetes:keda.sh/",
+                "kubernetes:karpenter.sh/", "kubernetes:karpenter.k8s.aws/")
 
 
 def without_redacted(value: Any) -> Any:
@@ -46,13 +47,14 @@ def test_the_programs_custom_resources_are_valid_against_the_crds_the_charts_shi
     from tests.support.charts import rendered_charts
     from tests.support.manifests import crd_schemas, validate
 
-    # Argo Rollouts' and KEDA's charts ship their CRDs as templates, not in crds/.
+    # Argo Rollouts', KEDA's and karpenter-crd's charts ship their CRDs as templates, not in crds/.
     charts = rendered_charts(stack_synthesis.stack)
     custom = crd_schemas([*(crd for chart in charts for crd in chart.crds),
                           *(obj for chart in charts for obj in chart.of_kind("CustomResourceDefinition"))])
     declared = custom_resources(stack_synthesis)
     assert {r.inputs["kind"] for r in declared} == {"PodMonitor", "ServiceMonitor", "PrometheusRule", "Rollout",
-                                                    "AnalysisTemplate", "ScaledObject"}
+                                                    "AnalysisTemplate", "ScaledObject", "EC2NodeClass",
+                                                    "NodePool"}
     for record in declared:
         assert (record.inputs["apiVersion"], record.inputs["kind"]) in custom
         validate(record.inputs, "1.35", custom)

@@ -185,11 +185,11 @@ def test_a_gpu_model_lands_on_the_gpu_pool_with_its_toleration_and_limit() -> No
     assert spec["nodeSelector"] == {"model-serving/pool": "gpu"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert container(synthesis)["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    # ...and the pool it asks for can produce such a node from zero.
-    gpu_group = synthesis.one("aws:eks/nodeGroup:NodeGroup", "pool-gpu-nodes").inputs
-    assert gpu_group["labels"]["model-serving/pool"] == "gpu"
-    assert gpu_group["scalingConfig"]["minSize"] == 0
-    assert {t["key"] for t in gpu_group["taints"]} == {"nvidia.com/gpu"}
+    # ...and the pool it asks for can produce such a node from zero (a NodePool starts empty).
+    gpu_pool = synthesis.object("NodePool", "gpu").inputs["spec"]
+    assert gpu_pool["template"]["metadata"]["labels"]["model-serving/pool"] == "gpu"
+    assert {t["key"] for t in gpu_pool["template"]["spec"]["taints"]} == {"nvidia.com/gpu"}
+    assert int(gpu_pool["limits"]["nvidia.com/gpu"]) >= 1
     # ...whose GPUs the device plugin advertises: it runs on that pool's nodes, and only there.
     plugin = synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin").inputs
     assert pools_for(pod_spec(plugin) or {}, pool_nodes(synthesis)) == {"gpu"}

@@ -50,7 +50,8 @@ def test_observability_off_removes_all_of_it() -> None:
             f"{CUSTOM}:PrometheusRule", f"{CUSTOM}:PodMonitor"} <= added
     assert not [r for r in off.resources if r.type.startswith(("aws:sns", "aws:s3", CUSTOM))]
     charts = {r.inputs["chart"] for r in off.of_type("kubernetes:helm.sh/v4:Chart")}
-    assert charts == {"cluster-autoscaler", "metrics-server", "argo-rollouts", "keda"}
+    assert charts == {"oci://public.ecr.aws/karpenter/karpenter-crd", "oci://public.ecr.aws/karpenter/karpenter",
+                      "metrics-server", "argo-rollouts", "keda"}
     assert [r.name for r in off.of_type("aws:cloudwatch/logGroup:LogGroup")] == ["cluster-control-plane"]
     ingress = off.one("kubernetes:networking.k8s.io/v1:Ingress").inputs["metadata"]["annotations"]
     assert "access_logs" not in ingress["alb.ingress.kubernetes.io/load-balancer-attributes"]
@@ -96,9 +97,14 @@ def test_the_pod_monitor_selects_exactly_the_model_pods_and_their_port(stack_syn
     assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}]
 
 
-def test_the_autoscaler_monitor_selects_the_autoscaler_service_and_port() -> None:
-    monitor = synthesized("dev").object("ServiceMonitor", "cluster-autoscaler").inputs
-    service = rendered_chart("dev", "cluster-autoscaler").one("Service")
+@pytest.mark.parametrize(("variant", "chart"), [("prod", "karpenter"),
+                                               ("prod-cluster-autoscaler", "cluster-autoscaler")])
+def test_the_provisioner_monitor_selects_the_provisioner_service_and_port(variant: str, chart: str) -> None:
+    monitor = synthesized_variant(variant).object("ServiceMonitor", chart).inputs
+    service = rendered_chart(variant, chart).one("Service")
+    # Only the provisioner the stack runs is watched.
+    other = "cluster-autoscaler" if chart == "karpenter" else "karpenter"
+    assert not [m for m in synthesized_variant(variant).objects("ServiceMonitor") if m.get("metadata", "name") == other]
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
     assert selector_matches(monitor["spec"]["selector"], service["metadata"]["labels"])
     assert monitor["spec"]["endpoints"][0]["port"] in {port["name"] for port in service["spec"]["ports"]}
@@ -178,7 +184,8 @@ def test_every_alert_has_a_runbook_section_in_the_repository(stack_synthesis: Sy
     # Every alert of the rules unit-tested in test_alert_rules.py (which names each one), none twice.
     names = [alert["alert"] for alert in alerts]
     assert len(set(names)) == len(names)
-    assert set(names) == {rule["alert"] for group in rule_groups(0.25, 0.05, "Rollout") for rule in group["rules"]}
+    assert set(names) == {rule["alert"] for group in rule_groups(0.25, 0.05, "Rollout", karpenter=True)
+                          for rule in group["rules"]}
     for alert in alerts:
         url = alert["annotations"]["runbook_url"]
         assert url.startswith(RUNBOOK + "#") and url.split("#")[1] in runbook_anchors(), alert["alert"]

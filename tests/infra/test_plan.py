@@ -17,7 +17,7 @@ from review import cost
 from review.cost import PriceError, estimate, price_table
 from review.diff import diff, diff_text
 from review.plan import show
-from tests.support.stacks import STACKS, synthesized, synthesized_variant, synthesized_with
+from tests.support.stacks import AUTOSCALED, STACKS, autoscaled, synthesized, synthesized_with
 
 
 def plan(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess[str]:
@@ -32,7 +32,7 @@ def test_every_instance_type_and_region_of_the_stacks_is_priced(stack: str) -> N
 
 
 def test_cost_range_goes_from_minimum_to_maximum_scale() -> None:
-    items = {item.item: item for item in estimate(synthesized("prod")).items}
+    items = {item.item: item for item in estimate(autoscaled("prod")).items}
     gpu = items["EC2: pool gpu (on-demand)"]
     assert gpu.minimum == 0  # the GPU pool scales to zero
     g5 = price_table()["regions"]["eu-west-1"]["ec2"]["g5.2xlarge"]["onDemandHour"]
@@ -48,17 +48,24 @@ def test_cost_range_goes_from_minimum_to_maximum_scale() -> None:
 
 
 def test_spot_pools_are_priced_at_spot_rates() -> None:
-    dev = {item.item: item for item in estimate(synthesized("dev")).items}
+    dev = {item.item: item for item in estimate(autoscaled("dev")).items}
     spot = price_table()["regions"]["us-east-1"]["ec2"]
     assert dev["EC2: pool cpu (spot)"].minimum == pytest.approx(
         2 * min(spot["m7i.large"]["spotHour"], spot["m6i.large"]["spotHour"]) * 730)
 
 
 def test_an_unpriced_instance_type_is_an_error_not_a_zero() -> None:
-    synthesis = synthesized_with("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.48xlarge"], "minSize": 2,
-                                                         "maxSize": 3}}})
+    synthesis = synthesized_with("dev", {**AUTOSCALED["dev"], "nodePools": {"cpu": {
+        "instanceTypes": ["m7i.48xlarge"], "minSize": 2, "maxSize": 3}}})
     with pytest.raises(PriceError, match=r"no price for instance type m7i\.48xlarge in us-east-1"):
         estimate(synthesis)
+    # A Karpenter pool's explicit types must each be priced; its families need one priced size each.
+    for pools, message in (({"cpu": {"instanceTypes": ["m7i.48xlarge"], "limits": {"cpu": 96}}},
+                            r"no price for instance type m7i\.48xlarge in us-east-1"),
+                           ({"cpu": {"instanceFamilies": ["r7i"], "limits": {"cpu": 16}}},
+                            r"no price for any r7i instance type in us-east-1")):
+        with pytest.raises(PriceError, match=message):
+            estimate(synthesized_with("dev", {"nodePools": pools}))
 
 
 def test_an_unpriced_region_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +80,7 @@ def test_an_unpriced_region_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_a_node_group_without_capacity_type_or_launch_template_is_priced_as_aws_defaults_it() -> None:
     """On-demand capacity, and a 20 GB root volume (the EKS default without a launch template)."""
-    dev = synthesized("dev")
+    dev = autoscaled("dev")
     group = dev.one("aws:eks/nodeGroup:NodeGroup", "pool-cpu-nodes")
     del group.inputs["capacityType"], group.inputs["launchTemplate"]
     items = {item.item: item for item in estimate(dev).items}
@@ -164,12 +171,14 @@ def test_diff_against_a_git_revision(tmp_path: Path) -> None:
     subprocess.run([*git, "add", "-A"], cwd=repository, check=True)
     subprocess.run([*git, "commit", "-qm", "base"], cwd=repository, check=True)
     stack_file = repository / "Pulumi.prod.yaml"
-    stack_file.write_text(stack_file.read_text().replace("      maxSize: 4\n", "      maxSize: 6\n"))
+    grown = stack_file.read_text().replace("limits: {cpu: 32, memory: 128Gi, gpus: 4}",
+                                           "limits: {cpu: 48, memory: 192Gi, gpus: 6}")
+    stack_file.write_text(grown)
 
     result = plan("diff", "prod", "--base", "HEAD", cwd=repository)
     assert result.returncode == 0, result.stderr
     assert "0 to add, 1 to change, 0 to remove" in result.stdout
-    assert "inputs.scalingConfig.maxSize: 4 => 6" in result.stdout
+    assert "inputs.spec.limits.nvidia.com/gpu: 4 => 6" in result.stdout
     # Two more g5.2xlarge nodes at most, each with its 100 GB root volume.
     prices = price_table()["regions"]["eu-west-1"]
     extra = 2 * (prices["ec2"]["g5.2xlarge"]["onDemandHour"] * 730 + 100 * prices["ebsGp3GbMonth"])
@@ -182,20 +191,24 @@ def test_diff_against_a_git_revision(tmp_path: Path) -> None:
 def test_plan_lists_each_charts_rendered_objects_under_it() -> None:
     from tests.support.charts import rendered_chart
 
-    rendered_chart("dev", "cluster-autoscaler")  # skips, or fails in CI, when the chart is unavailable
+    rendered_chart("dev", "karpenter")  # skips, or fails in CI, when the chart is unavailable
     lines = plan("show", "dev").stdout.splitlines()
-    chart = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Chart", "cluster-autoscaler"])
+    chart = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Chart", "karpenter"])
     children = [line.split() for line in lines[chart + 1:] if line.startswith("      ")][:20]
-    assert ["Deployment", "kube-system/cluster-autoscaler-aws-cluster-autoscaler"] in children
-    assert ["ClusterRole", "cluster-autoscaler-aws-cluster-autoscaler"] in children
+    assert ["Deployment", "kube-system/karpenter"] in children
+    assert ["ServiceAccount", "kube-system/karpenter"] in children
+    # ...and the NodePools with their limits, beside the system node group.
+    pools = [line for line in lines if line.split()[:1] == ["NodePool"]]
+    assert any("karpenter-pools-gpu" in line and "limits=cpu=4,memory=16Gi,nvidia.com/gpu=1" in line for line in pools)
     assert "objects their charts render" in lines[0]
 
 
 def test_diff_shows_the_rendered_objects_a_value_change_touches() -> None:
     from tests.support.charts import rendered_chart
 
-    rendered_chart("staging", "cluster-autoscaler")
-    result = diff(synthesized("staging"), synthesized_variant("staging-1.36"), "1.35", "1.36")
+    rendered_chart("prod-cluster-autoscaler", "cluster-autoscaler")
+    newer = synthesized_with("staging", {**AUTOSCALED["staging"], "kubernetesVersion": "1.36"})
+    result = diff(autoscaled("staging"), newer, "1.35", "1.36")
     changed = {change.key.rsplit("::", 1)[-1]: change.changes for change in result.changed}
     image = "spec.template.spec.containers[0].image"
     (deployment,) = [changes for key, changes in changed.items()
@@ -277,9 +290,10 @@ def test_observability_costs_are_itemised_and_leave_with_it() -> None:
 
 
 # -- the whole estimate, line by line: what a reviewer reads in `make plan` ------------------------------
-# Checked by hand against review/prices.json (2026 prices) and the stack files: dev is 2 zones in
-# us-east-1 with a spot CPU pool of 2..4 and a GPU pool of 0..1; prod is 3 zones in eu-west-1 behind
-# HTTPS and WAF, with on-demand pools of 3..12 and 0..4 nodes. A month is 730 hours.
+# Checked by hand against review/prices.json (2026 prices) and the stack files, with nodeProvisioner
+# cluster-autoscaler (AUTOSCALED): dev is 2 zones in us-east-1 with a spot CPU pool of 2..4 and a GPU
+# pool of 0..1; prod is 3 zones in eu-west-1 behind HTTPS and WAF, with on-demand pools of 3..12 and
+# 0..4 nodes. A month is 730 hours. ESTIMATE_DEV_KARPENTER is dev as committed (below).
 
 ESTIMATE_DEV = [
     ('EKS control plane', 73.0, 73.0,
@@ -363,9 +377,30 @@ ESTIMATE_PROD = [
 ]
 
 
-@pytest.mark.parametrize(("stack", "expected"), [("dev", ESTIMATE_DEV), ("prod", ESTIMATE_PROD)])
+# dev with Karpenter: the system node group always on (2 x m7i.large); the CPU pool from nothing to its
+# limits (cpu 8, memory 32Gi: 4 x m7i.large, as dear as 2 x xlarge or 1 x 2xlarge, the most volumes);
+# the GPU pool to 1 x g5.xlarge (cpu 4); each node's 50 GB root volume; SQS and EventBridge free.
+ESTIMATE_DEV_KARPENTER = [
+    ('EKS control plane', 73.0, 73.0, '1 cluster x $0.1/h (standard support)'),
+    ('EC2: pool system (on-demand)', 147.168, 147.168, '2..2 x m7i.large at $0.1008..$0.1008/h'),
+    ('EBS: node root volumes (gp3)', 8.0, 8.0, '100..100 GB x $0.08/GB-month'),
+    ('EC2: Karpenter pool cpu', 0.0, 294.336, '0..4 x m7i.large at $0.1008/h on demand (limits cpu 8, memory 32Gi)'),
+    ('EBS: Karpenter pool cpu root volumes (gp3)', 0.0, 16.0, '0..200 GB x $0.08/GB-month'),
+    ('EC2: Karpenter pool gpu', 0.0, 734.38,
+     '0..1 x g5.xlarge at $1.006/h on demand (limits cpu 4, memory 16Gi, nvidia.com/gpu 1)'),
+    ('EBS: Karpenter pool gpu root volumes (gp3)', 0.0, 4.0, '0..50 GB x $0.08/GB-month'),
+    ('SQS + EventBridge: interruption queue and rules', 0.0, 0.0,
+     "1 queue, 5 rules: ~130k long polls/month is inside SQS's free 1M requests; AWS service events on the "
+     "default bus are free"),
+    *ESTIMATE_DEV[4:],
+]
+
+
+@pytest.mark.parametrize(("stack", "expected"), [("dev", ESTIMATE_DEV), ("prod", ESTIMATE_PROD),
+                                                 ("dev-karpenter", ESTIMATE_DEV_KARPENTER)])
 def test_the_estimate_line_by_line(stack: str, expected: list[tuple[str, float, float, str]]) -> None:
-    result = estimate(synthesized(stack))
+    result = estimate(synthesized("dev") if stack == "dev-karpenter" else autoscaled(stack))
+    stack = stack.removesuffix("-karpenter")
     assert (result.region, result.currency) == ({"dev": "us-east-1", "prod": "eu-west-1"}[stack], "USD")
     assert [(item.item, item.basis) for item in result.items] == [(item, basis) for item, _, _, basis in expected]
     assert [(item.minimum, item.maximum) for item in result.items] == [
@@ -500,6 +535,23 @@ COST_MARKDOWN_PROD = [
 @pytest.mark.parametrize(("stack", "text", "markdown"), [
     ("dev", COST_TEXT_DEV, COST_MARKDOWN_DEV), ("prod", COST_TEXT_PROD, COST_MARKDOWN_PROD)])
 def test_the_estimate_as_text_and_markdown_word_for_word(stack: str, text: list[str], markdown: list[str]) -> None:
-    result = estimate(synthesized(stack))
+    result = estimate(autoscaled(stack))
     assert cost.cost_text(result) == "\n".join(text)
     assert cost.cost_markdown(result) == "\n".join(markdown)
+
+
+def test_a_karpenter_stacks_range_says_what_its_ends_assume() -> None:
+    result = estimate(synthesized("prod"))
+    assert cost.cost_text(result).splitlines()[-1] == (
+        "  minimum: the system node group only (Karpenter pools empty); maximum: every Karpenter pool filled "
+        "to its limits, on demand")
+    assert cost.cost_markdown(result).splitlines()[-1] == (
+        "Minimum: the system node group only (Karpenter pools empty). Maximum: every Karpenter pool filled to "
+        "its limits, on demand.")
+    items = {item.item: item for item in result.items}
+    # prod's GPU pool: limits gpus 4, cpu 32 → 4 x g5.2xlarge (8 vCPUs, 1 GPU each) on demand.
+    g5 = price_table()["regions"]["eu-west-1"]["ec2"]["g5.2xlarge"]["onDemandHour"]
+    assert (items["EC2: Karpenter pool gpu"].minimum, items["EC2: Karpenter pool gpu"].maximum) == (
+        0, pytest.approx(4 * g5 * 730))
+    m7i = price_table()["regions"]["eu-west-1"]["ec2"]["m7i.xlarge"]["onDemandHour"]
+    assert items["EC2: pool system (on-demand)"].minimum == pytest.approx(3 * m7i * 730)

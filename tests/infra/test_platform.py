@@ -9,7 +9,7 @@ import pytest
 
 from infra.versions import HELM_CHARTS
 from review.records import Synthesis
-from tests.support.stacks import synthesized
+from tests.support.stacks import STACKS, autoscaled, synthesized
 
 # AWS's published policy for the controller release the chart runs (../shared/reference, or upstream).
 REFERENCE_POLICY_URL = ("https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v3.5.0/"
@@ -39,6 +39,12 @@ AUTOSCALER_ACTIONS = {
     "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
     "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup",
 }
+
+
+@pytest.fixture(params=STACKS)
+def autoscaled_synthesis(request: pytest.FixtureRequest) -> Synthesis:
+    """A committed stack with nodeProvisioner cluster-autoscaler (its former managed node groups)."""
+    return autoscaled(request.param)
 
 
 def policy(synthesis: Synthesis, name: str) -> list[dict[str, Any]]:
@@ -73,11 +79,11 @@ def test_load_balancer_controller_policy_covers_every_call_without_wildcard_acti
         False, waf, False)
 
 
-def test_autoscaler_policy_limits_writes_to_this_clusters_groups(stack_synthesis: Synthesis) -> None:
-    statements = policy(stack_synthesis, "autoscaler-autoscaler")
+def test_autoscaler_policy_limits_writes_to_this_clusters_groups(autoscaled_synthesis: Synthesis) -> None:
+    statements = policy(autoscaled_synthesis, "autoscaler-autoscaler")
     assert actions(statements) == AUTOSCALER_ACTIONS
     assert not [a for a in actions(statements) if "*" in a]
-    cluster = f"model-serving-{stack_synthesis.stack}"
+    cluster = f"model-serving-{autoscaled_synthesis.stack}"
     (writes,) = [s for s in statements if "autoscaling:SetDesiredCapacity" in s["Action"]]
     assert set(writes["Action"]) == {"autoscaling:SetDesiredCapacity",
                                      "autoscaling:TerminateInstanceInAutoScalingGroup"}
@@ -86,10 +92,13 @@ def test_autoscaler_policy_limits_writes_to_this_clusters_groups(stack_synthesis
     assert describe["Resource"].endswith(f":nodegroup/{cluster}/*/*")
 
 
-def test_pod_identity_binds_each_role_to_its_service_account(stack_synthesis: Synthesis) -> None:
+@pytest.mark.parametrize("provisioner", ["karpenter", "cluster-autoscaler"])
+def test_pod_identity_binds_each_role_to_its_service_account(stack_synthesis: Synthesis, provisioner: str) -> None:
+    if provisioner == "cluster-autoscaler":
+        stack_synthesis = autoscaled(stack_synthesis.stack)
     bound = {(a.inputs["namespace"], a.inputs["serviceAccount"])
              for a in stack_synthesis.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")}
-    assert bound == {("kube-system", "aws-load-balancer-controller"), ("kube-system", "cluster-autoscaler"),
+    assert bound == {("kube-system", "aws-load-balancer-controller"), ("kube-system", provisioner),
                      ("kube-system", "aws-for-fluent-bit"), ("monitoring", "alertmanager"),
                      ("kube-system", "argo-rollouts")}
     addon_accounts = {a.inputs["addonName"]: a.inputs["podIdentityAssociations"][0]["serviceAccount"]
@@ -99,7 +108,10 @@ def test_pod_identity_binds_each_role_to_its_service_account(stack_synthesis: Sy
                               "aws-efs-csi-driver": "efs-csi-controller-sa"}
     chart_values = values(stack_synthesis, "aws-load-balancer-controller")
     assert chart_values["serviceAccount"]["name"] == "aws-load-balancer-controller"
-    assert values(stack_synthesis, "cluster-autoscaler")["rbac"]["serviceAccount"]["name"] == "cluster-autoscaler"
+    if provisioner == "cluster-autoscaler":
+        assert values(stack_synthesis, "cluster-autoscaler")["rbac"]["serviceAccount"]["name"] == "cluster-autoscaler"
+    else:
+        assert values(stack_synthesis, "karpenter")["serviceAccount"]["name"] == "karpenter"
 
 
 def test_storage_drivers_use_the_aws_managed_policies(stack_synthesis: Synthesis) -> None:
@@ -111,17 +123,23 @@ def test_storage_drivers_use_the_aws_managed_policies(stack_synthesis: Synthesis
 
 @pytest.mark.parametrize("chart", sorted(HELM_CHARTS))
 def test_helm_charts_are_pinned(chart: str) -> None:
-    record = next(r for r in synthesized("prod").resources if r.name == chart and "helm.sh" in r.type)
-    assert record.inputs["version"] == HELM_CHARTS[chart].version
-    assert record.inputs["repositoryOpts"]["repo"] == HELM_CHARTS[chart].repository
-    assert record.inputs["chart"] == chart
+    pinned = HELM_CHARTS[chart]
+    synthesis = autoscaled("prod") if chart == "cluster-autoscaler" else synthesized("prod")
+    record = next(r for r in synthesis.resources if r.name == chart and "helm.sh" in r.type)
+    assert record.inputs["version"] == pinned.version
+    if pinned.oci:
+        # An OCI chart is named by its reference, without repository options.
+        assert record.inputs["chart"] == f"{pinned.repository}/{chart}" and "repositoryOpts" not in record.inputs
+    else:
+        assert record.inputs["repositoryOpts"]["repo"] == pinned.repository
+        assert record.inputs["chart"] == chart
 
 
 def test_helm_chart_versions_are_the_checked_ones() -> None:
     assert {name: chart.version for name, chart in HELM_CHARTS.items()} == {
         "aws-load-balancer-controller": "3.5.0", "cluster-autoscaler": "9.59.0", "metrics-server": "3.13.1",
         "kube-prometheus-stack": "88.5.3", "dcgm-exporter": "4.8.2", "aws-for-fluent-bit": "0.2.0",
-        "argo-rollouts": "2.41.0", "keda": "2.20.2"}
+        "argo-rollouts": "2.41.0", "keda": "2.20.2", "karpenter-crd": "1.14.1", "karpenter": "1.14.1"}
 
 
 def test_ingress_controller_gets_cluster_region_and_vpc_explicitly(stack_synthesis: Synthesis) -> None:
@@ -132,15 +150,16 @@ def test_ingress_controller_gets_cluster_region_and_vpc_explicitly(stack_synthes
     assert chart_values["vpcId"] == stack_synthesis.outputs["vpcId"]
     assert chart_values["replicaCount"] == 2
     assert chart_values["podDisruptionBudget"] == {"maxUnavailable": 1}
-    assert chart_values["nodeSelector"] == {"model-serving/pool": "cpu"}
+    # The system node group Karpenter never manages.
+    assert chart_values["nodeSelector"] == {"model-serving/pool": "system"}
     release = stack_synthesis.one("kubernetes:helm.sh/v3:Release")
     assert release.inputs["atomic"] is True
 
 
-def test_autoscaler_discovers_this_cluster_and_runs_the_matching_release(stack_synthesis: Synthesis) -> None:
-    chart_values = values(stack_synthesis, "cluster-autoscaler")
-    assert chart_values["autoDiscovery"] == {"clusterName": f"model-serving-{stack_synthesis.stack}"}
-    assert chart_values["awsRegion"] == stack_synthesis.one("pulumi:providers:aws").inputs["region"]
+def test_autoscaler_discovers_this_cluster_and_runs_the_matching_release(autoscaled_synthesis: Synthesis) -> None:
+    chart_values = values(autoscaled_synthesis, "cluster-autoscaler")
+    assert chart_values["autoDiscovery"] == {"clusterName": f"model-serving-{autoscaled_synthesis.stack}"}
+    assert chart_values["awsRegion"] == autoscaled_synthesis.one("pulumi:providers:aws").inputs["region"]
     assert chart_values["image"]["tag"].startswith("v1.35.")
     # Each pool is one node group over every zone; no two pools are similar, so nothing to balance.
     assert "balance-similar-node-groups" not in chart_values["extraArgs"]
@@ -148,23 +167,24 @@ def test_autoscaler_discovers_this_cluster_and_runs_the_matching_release(stack_s
     assert chart_values["extraArgs"]["scale-down-unneeded-time"] == "10m"
 
 
-def test_gpu_pool_can_scale_from_zero_and_back(stack_synthesis: Synthesis) -> None:
+def test_gpu_pool_can_scale_from_zero_and_back(autoscaled_synthesis: Synthesis) -> None:
     """Everything the autoscaler needs to add a GPU node for a pending nvidia.com/gpu pod when
     the pool has none, and to remove it when idle."""
-    group = stack_synthesis.one("aws:eks/nodeGroup:NodeGroup", "pool-gpu-nodes")
+    group = autoscaled_synthesis.one("aws:eks/nodeGroup:NodeGroup", "pool-gpu-nodes")
     assert group.inputs["scalingConfig"]["minSize"] == 0
     assert group.options["ignoreChanges"] == ["scalingConfig.desiredSize"]
     # Labels and taints it reads through eks:DescribeNodegroup to build a template node...
     assert group.inputs["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia-a10g"
     assert group.inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert "eks:DescribeNodegroup" in actions(policy(stack_synthesis, "autoscaler-autoscaler"))
+    assert "eks:DescribeNodegroup" in actions(policy(autoscaled_synthesis, "autoscaler-autoscaler"))
     # ...the device plugin that then advertises the GPUs, only on GPU nodes...
-    plugin = stack_synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin").inputs["spec"]["template"]["spec"]
+    plugin = autoscaled_synthesis.one("kubernetes:apps/v1:DaemonSet", "gpu-device-plugin").inputs["spec"][
+        "template"]["spec"]
     terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "k8s.amazonaws.com/accelerator", "operator": "Exists"}]}]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
     # ...and scale-down that does not keep a node for a pod's emptyDir.
-    assert values(stack_synthesis, "cluster-autoscaler")["extraArgs"]["skip-nodes-with-local-storage"] is False
+    assert values(autoscaled_synthesis, "cluster-autoscaler")["extraArgs"]["skip-nodes-with-local-storage"] is False
 
 
 def test_metrics_server_for_the_hpa(stack_synthesis: Synthesis) -> None:

@@ -44,7 +44,7 @@ def test_the_schema_check_catches_an_undeclared_type() -> None:
 def test_object_keys_are_declared_as_objects() -> None:
     """The CLI accepts `type: object` since 3.186; every key the program decodes as JSON says so."""
     assert {key for key, declaration in declared_keys().items() if declaration["type"] == "object"} == {
-        "nodePools", "modelService", "observability"}
+        "nodePools", "systemPool", "modelService", "observability"}
 
 
 def stack_errors(path: Path) -> list[str]:

@@ -106,7 +106,9 @@ def test_the_controller_is_highly_available_on_the_system_pool(variant: str) -> 
     spec = pod_spec(deployment)
     assert deployment["spec"]["replicas"] == 2
     assert spec["priorityClassName"] == "system-cluster-critical"
-    system = {name for name, pool in synthesis.outputs["nodePools"].items() if not pool["gpu"] and pool["minSize"]}
+    # The pool that always has nodes: the system node group with Karpenter, else a CPU pool with minSize >= 1.
+    system = {synthesis.outputs["systemPool"]["pool"]} if "systemPool" in synthesis.outputs else {
+        name for name, pool in synthesis.outputs["nodePools"].items() if not pool["gpu"] and pool["minSize"]}
     assert spec["nodeSelector"]["model-serving/pool"] in system
     (budget,) = rendered_chart(variant, CHART).of_kind("PodDisruptionBudget")
     assert budget["spec"]["maxUnavailable"] == 1

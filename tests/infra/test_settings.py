@@ -21,8 +21,18 @@ GOOD_POOLS = {
 
 
 def load(stack: str = "dev", **overrides: Any):
-    raw, _ = stack_config(stack, overrides)
+    raw, _ = stack_config(stack, with_provisioner(overrides))
     return load_settings(raw, project="model-serving", stack=stack)
+
+
+def with_provisioner(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Pools given with sizes are managed node groups: unless a test names the provisioner, they are
+    read with nodeProvisioner cluster-autoscaler (and the stack file's systemPool dropped)."""
+    sized = any(isinstance(pool, dict) and {"minSize", "maxSize"} & set(pool)
+                for pool in (overrides.get("nodePools") or {}).values())
+    if sized and "nodeProvisioner" not in overrides:
+        return {"nodeProvisioner": "cluster-autoscaler", "systemPool": {}, **overrides}
+    return overrides
 
 
 def problems(stack: str = "dev", **overrides: Any) -> dict[str, str]:
@@ -390,7 +400,8 @@ ZONE_ID = "Z0123456789ABCDEFGHIJ"
                                  "pulumi config rm --path 'nodePools.gpu.maxSise'",
         "nodePools.gpu.qqqq": "is not a known setting here / remove it: pulumi config rm --path 'nodePools.gpu.qqqq'"}),
     ("dev", {"nodePools": {"cpu": {"instanceTypes": ["m7i.large"], "minSize": 2}}},
-     {"nodePools.cpu.maxSize": "is required / pulumi config set --path 'nodePools.cpu.maxSize' <value>"}),
+     {"nodePools.cpu.maxSize": "is required for a managed node group / pulumi config set --path "
+                                "'nodePools.cpu.maxSize' <value>"}),
     ("dev", {"environment": None}, {
         "environment": "is required (declared in Pulumi.yaml without a default) / "
                        "pulumi config set environment <value>"}),
@@ -551,3 +562,96 @@ def test_a_model_built_directly_still_says_what_is_wrong() -> None:
 
     with pytest.raises(ValidationError, match="1 is less than minSize 3"):
         NodePoolSettings.model_validate({"instanceTypes": ["m7i.large"], "minSize": 3, "maxSize": 1})
+
+
+# -- Karpenter pools and the system node group: each new key named, with its fix ----------------------
+
+KARPENTER_POOLS = {"cpu": {"instanceFamilies": ["m7i"], "limits": {"cpu": 8}},
+                   "gpu": {"instanceTypes": ["g5.xlarge"], "gpu": True, "limits": {"cpu": 4, "gpus": 1}}}
+
+
+def karpenter_pools(**changes: dict[str, Any]) -> dict[str, Any]:
+    merged = {name: dict(pool) for name, pool in KARPENTER_POOLS.items()}
+    for name, change in changes.items():
+        merged[name] = {**merged.get(name, {}), **change}
+    return merged
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"nodeProvisioner": "karpentr"}, {
+        "nodeProvisioner": "Input should be 'karpenter' or 'cluster-autoscaler' (got 'karpentr') / "
+                           "pulumi config set nodeProvisioner <valid value>"}),
+    ({"nodeProvisioner": "karpenter", "nodePools": karpenter_pools(cpu={"minSize": 2})}, {
+        "nodePools.cpu.minSize": "is not read with nodeProvisioner karpenter (its pools take limits instead of "
+                                 "sizes) / pulumi config rm --path 'nodePools.cpu.minSize'"}),
+    ({"nodePools": {"cpu": {"instanceFamilies": ["m7i"]}}}, {
+        "nodePools.cpu.limits": "is required: a Karpenter pool grows until it reaches its limits / "
+                                "pulumi config set --path 'nodePools.cpu.limits.cpu' 16"}),
+    ({"nodePools": {"cpu": {"limits": {"cpu": 8}}}}, {
+        "nodePools.cpu": "needs instanceTypes or instanceFamilies / "
+                         "pulumi config set --path 'nodePools.cpu.instanceFamilies[0]' m7i"}),
+    ({"nodePools": karpenter_pools(gpu={"limits": {"cpu": 4}})}, {
+        "nodePools.gpu.limits.gpus": "is required on a GPU pool: its GPUs are what it costs / "
+                                     "pulumi config set --path 'nodePools.gpu.limits.gpus' 2"}),
+    ({"nodePools": karpenter_pools(cpu={"limits": {"cpu": 4, "gpus": 1}})}, {
+        "nodePools.cpu.limits.gpus": "a CPU pool has no GPUs to limit / "
+                                     "pulumi config rm --path 'nodePools.cpu.limits.gpus'"}),
+    ({"nodePools": karpenter_pools(cpu={"limits": {"cpu": 8, "memory": "lots"}})}, {
+        "nodePools.cpu.limits.memory": "'lots' is not a memory quantity / write bytes like 512Mi or 2Gi"}),
+    ({"nodePools": karpenter_pools(cpu={"instanceTypes": ["m7i.large"]})}, {
+        "nodePools.cpu.instanceFamilies": "give instanceTypes or instanceFamilies, not both / pulumi config rm "
+                                          "--path 'nodePools.cpu.instanceTypes' (families let Karpenter pick the "
+                                          "size)"}),
+    ({"nodePools": karpenter_pools(cpu={"instanceFamilies": ["m7j"]})}, {
+        "nodePools.cpu.instanceFamilies[0]": "'m7j' is not an EC2 instance family; did you mean 'm7i'? / use 'm7i'"}),
+    ({"nodePools": karpenter_pools(cpu={"instanceFamilies": ["m7g"]})}, {
+        "nodePools.cpu.instanceFamilies[0]": "'m7g' is an Arm (Graviton) family, but node pools run x86_64 AL2023 "
+                                             "AMIs / use an x86_64 family such as m7i, c7i or g6"}),
+    ({"nodePools": karpenter_pools(gpu={"instanceTypes": [], "instanceFamilies": ["g5", "g6"]})}, {
+        "nodePools.gpu.instanceFamilies": "g5, g6 mix GPU models; one pool carries one accelerator label / "
+                                          "split them into one pool per GPU model"}),
+    ({"nodePools": karpenter_pools(cpu={"disruption": {"consolidateAfter": "5 minutes"}})}, {
+        "nodePools.cpu.disruption.consolidateAfter": "'5 minutes' is not a duration Karpenter reads / "
+                                                     "write it like 30s, 5m, 1h or 1h30m"}),
+    ({"nodePools": karpenter_pools(cpu={"disruption": {"expireAfter": "0s"}})}, {
+        "nodePools.cpu.disruption.expireAfter": "'0s' is not a duration Karpenter reads / "
+                                                "write it like 30s, 5m, 1h or 1h30m"}),
+    ({"nodePools": karpenter_pools(cpu={"disruption": {"terminationGracePeriod": "Never"}})}, {
+        "nodePools.cpu.disruption.terminationGracePeriod": "'Never' is not a duration Karpenter reads / "
+                                                           "write it like 30s, 5m, 1h or 1h30m"}),
+    ({"nodePools": karpenter_pools(cpu={"disruption": {"budgetPercent": 0}})}, {
+        "nodePools.cpu.disruption.budgetPercent": "Input should be greater than or equal to 1 (got 0) / "
+                                                  "pulumi config set --path 'nodePools.cpu.disruption.budgetPercent' "
+                                                  "<valid value>"}),
+    ({"nodePools": karpenter_pools(cpu={"disruption": {"consolidationPolicy": "Sometimes"}})}, {
+        "nodePools.cpu.disruption.consolidationPolicy":
+            "Input should be 'WhenEmptyOrUnderutilized', 'WhenEmpty' or 'Balanced' (got 'Sometimes') / "
+            "pulumi config set --path 'nodePools.cpu.disruption.consolidationPolicy' <valid value>"}),
+    ({"systemPool": {"size": 1}}, {
+        "systemPool.size": "Input should be greater than or equal to 2 (got 1) / "
+                           "pulumi config set --path 'systemPool.size' <valid value>"}),
+    ({"systemPool": {"instanceTypes": ["g5.xlarge"]}}, {
+        "systemPool.instanceTypes": "g5.xlarge carries an NVIDIA GPU, wasted on add-ons / use CPU types: "
+                                    "pulumi config set --path 'systemPool.instanceTypes[0]' m7i.large"}),
+    ({"nodePools": {"system": KARPENTER_POOLS["cpu"]}, "modelService": {"pool": "system"}}, {
+        "nodePools.system": "'system' is the system node group's pool (systemPool) with Karpenter / "
+                            "rename the pool, e.g. nodePools.general"}),
+    ({"nodeProvisioner": "cluster-autoscaler", "systemPool": {"size": 3}, "nodePools": GOOD_POOLS}, {
+        "systemPool": "is read with nodeProvisioner karpenter only: with cluster-autoscaler, system pods run on the "
+                      "CPU pool with minSize >= 1 / pulumi config rm systemPool"}),
+    ({"nodeProvisioner": "cluster-autoscaler", "systemPool": {},
+      "nodePools": pools(cpu={"limits": {"cpu": 3}, "disruption": {"budgetPercent": 5}})}, {
+        "nodePools.cpu.limits": "is not read with nodeProvisioner cluster-autoscaler (its pools take minSize and "
+                                "maxSize) / pulumi config rm --path 'nodePools.cpu.limits'",
+        "nodePools.cpu.disruption": "is not read with nodeProvisioner cluster-autoscaler (its pools take minSize and "
+                                    "maxSize) / pulumi config rm --path 'nodePools.cpu.disruption'"}),
+])
+def test_each_karpenter_problem_reads_exactly(overrides: dict[str, Any], expected: dict[str, str]) -> None:
+    assert problems("dev", **overrides) == expected
+
+
+def test_the_committed_stacks_are_karpenter_stacks() -> None:
+    for stack in ("dev", "staging", "prod"):
+        settings = load(stack)
+        assert settings.karpenter and settings.system_pool == "system"
+        assert all(pool.limits is not None for pool in settings.node_pools.values())

@@ -105,14 +105,14 @@ def test_eks_endpoint_rule_fails_for_an_open_prod_endpoint_only() -> None:
 
 
 def test_node_rule_fails_for_imdsv1_or_two_hops() -> None:
-    template = one("dev", "aws:ec2/launchTemplate:LaunchTemplate", "pool-cpu-nodes")
+    template = one("dev", "aws:ec2/launchTemplate:LaunchTemplate", "pool-system-nodes")
     modified(template, ["metadataOptions", "httpTokens"], "optional")
     modified(template, ["metadataOptions", "httpPutResponseHopLimit"], 2)
     assert len(rule("nodes-private-imdsv2").violations(template)) == 2
 
 
 def test_node_rule_fails_for_a_public_subnet_or_no_launch_template() -> None:
-    group = one("dev", "aws:eks/nodeGroup:NodeGroup", "pool-cpu-nodes")
+    group = one("dev", "aws:eks/nodeGroup:NodeGroup", "pool-system-nodes")
     public = one("dev", "aws:ec2/subnet:Subnet", "network-public-us-east-1a")
     group.property_dependencies["subnetIds"].append(public)
     del group.props["launchTemplate"]
@@ -176,12 +176,12 @@ def test_chart_rendered_objects_pass_every_rule(variant: str) -> None:
 
 
 def test_a_chart_container_without_requests_is_refused() -> None:
-    (autoscaler,) = [r for r in chart_resources("dev") if r.type == "kubernetes:apps/v1:Deployment"
-                     and "autoscaler" in r.name]
-    assert rule("containers-request-resources").violations(autoscaler) == []
-    del autoscaler.props["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    assert rule("containers-request-resources").violations(autoscaler) == [
-        "container aws-cluster-autoscaler: cpu and memory requests are required "
+    (controller,) = [r for r in chart_resources("dev") if r.type == "kubernetes:apps/v1:Deployment"
+                     and "karpenter" in r.name]
+    assert rule("containers-request-resources").violations(controller) == []
+    del controller.props["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert rule("containers-request-resources").violations(controller) == [
+        "container controller: cpu and memory requests are required "
         "(without them the pod is BestEffort, evicted first)"]
 
 
@@ -236,8 +236,16 @@ def test_secrets_and_endpoint_rules_say_what_to_set() -> None:
     assert rule("eks-no-open-endpoint-in-prod").violations(cluster) == []
 
 
+def test_node_rule_holds_karpenters_node_classes_to_imdsv2_with_one_hop() -> None:
+    node_class = one("dev", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "karpenter-pools-gpu-class")
+    assert rule("nodes-private-imdsv2").violations(node_class) == []
+    modified(node_class, ["spec", "metadataOptions", "httpPutResponseHopLimit"], 2)
+    assert rule("nodes-private-imdsv2").violations(node_class) == [
+        "pods must not reach node credentials (metadataOptions.httpPutResponseHopLimit: 1)"]
+
+
 def test_node_rules_say_what_to_set() -> None:
-    template = one("dev", "aws:ec2/launchTemplate:LaunchTemplate", "pool-cpu-nodes")
+    template = one("dev", "aws:ec2/launchTemplate:LaunchTemplate", "pool-system-nodes")
     template.props["metadataOptions"] = {"httpTokens": "optional", "httpPutResponseHopLimit": 2}
     assert rule("nodes-private-imdsv2").violations(template) == [
         "nodes must require IMDSv2 (metadataOptions.httpTokens: required)",
@@ -245,7 +253,7 @@ def test_node_rules_say_what_to_set() -> None:
 
 
 def test_a_subnet_that_gives_public_addresses_is_public() -> None:
-    group = one("dev", "aws:eks/nodeGroup:NodeGroup", "pool-cpu-nodes")
+    group = one("dev", "aws:eks/nodeGroup:NodeGroup", "pool-system-nodes")
     (subnet, *_) = group.property_dependencies["subnetIds"]
     subnet.props["mapPublicIpOnLaunch"] = True  # no load balancer tag, but nodes would get public addresses
     assert rule("nodes-private-imdsv2").violations(group) == [

@@ -1,0 +1,521 @@
+"""Karpenter as the workload pools' provisioner: its controller's IAM and placement, interruption
+handling, the node role, discovery tags, the EC2NodeClasses and NodePools, and the cross-checks that
+fail when one side changes alone. The charts are rendered with real Helm (tests/support/charts.py).
+
+Reference: Karpenter's CloudFormation template for v1.14.1 (../shared/reference, or upstream).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.compute.placement import ACCELERATOR_LABEL, GPU_RESOURCE, GPU_TAINT, POOL_LABEL
+from infra.versions import HELM_CHARTS, KUBERNETES_RELEASES
+from review.records import ResourceRecord, Synthesis
+from tests.support.charts import rendered_chart, rendered_charts
+from tests.support.scheduling import pod_spec
+from tests.support.stacks import STACKS, VARIANTS, autoscaled, synthesized, synthesized_variant, synthesized_with
+
+REFERENCE_TEMPLATE_URL = ("https://raw.githubusercontent.com/aws/karpenter-provider-aws/v1.14.1/website/content/en/"
+                          "v1.14/getting-started/getting-started-with-karpenter/cloudformation.yaml")
+# Zonal shift is off (settings.enableZonalShift false): its read is the one policy left out.
+UNUSED_POLICIES = {"ZonalShiftPolicy"}
+KARPENTER_VARIANTS = sorted(v for v, (_, overrides) in VARIANTS.items()
+                            if overrides.get("nodeProvisioner") != "cluster-autoscaler")
+DISCOVERY_TAG = "karpenter.sh/discovery"
+
+
+class _CloudFormation(yaml.SafeLoader):
+    """Reads the template's short-form intrinsics (!Sub, !GetAtt, !Ref) as their plain values."""
+
+
+for _tag in ("!Sub", "!GetAtt", "!Ref"):
+    _CloudFormation.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node)  # type: ignore[arg-type]
+                                    if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node))
+
+
+def reference_template() -> dict[str, Any]:
+    from tests.support.shared import reference_file
+
+    text = reference_file("karpenter-v1.14.1-cloudformation.yaml", REFERENCE_TEMPLATE_URL).read_text()
+    return dict(yaml.load(text, Loader=_CloudFormation))  # a SafeLoader subclass
+
+
+def reference_resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: resource["Properties"] for name, resource in reference_template()["Resources"].items()
+            if resource["Type"] == kind}
+
+
+def reference_policy(name: str) -> list[dict[str, Any]]:
+    """A controller policy of the template: JSON inside `!Sub`, its ${...} placeholders made plain."""
+    document = reference_resources("AWS::IAM::ManagedPolicy")[name]["PolicyDocument"]
+    statements: list[dict[str, Any]] = json.loads(re.sub(r"\$\{[^}]+\}", "X", document))["Statement"]
+    return statements
+
+
+def listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def controller_statements(synthesis: Synthesis) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = json.loads(
+        synthesis.one("aws:iam/rolePolicy:RolePolicy", "karpenter-controller").inputs["policy"])["Statement"]
+    return statements
+
+
+def chart_record(synthesis: Synthesis, name: str) -> ResourceRecord:
+    return next(r for r in synthesis.resources if r.name == name and "helm.sh" in r.type)
+
+
+def cluster_name(synthesis: Synthesis) -> str:
+    return str(synthesis.one("aws:eks/cluster:Cluster").inputs["name"])
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# -- the charts ------------------------------------------------------------------------------------------
+
+def test_both_charts_are_pinned_from_the_oci_registry_crd_chart_first(stack: str) -> None:
+    synthesis = synthesized(stack)
+    crds, controller = chart_record(synthesis, "karpenter-crd"), chart_record(synthesis, "karpenter")
+    for record, name in ((crds, "karpenter-crd"), (controller, "karpenter")):
+        assert record.inputs["chart"] == f"oci://public.ecr.aws/karpenter/{name}"
+        assert record.inputs["version"] == HELM_CHARTS[name].version == "1.14.1"
+        assert "repositoryOpts" not in record.inputs
+    from tests.support.graph import waits_for
+
+    assert crds.urn in waits_for(synthesis, controller)
+    # Helm never upgrades crds/: the main chart leaves them out, the CRD chart keeps them in templates/.
+    assert controller.inputs["skipCrds"] is True and not crds.inputs.get("skipCrds")
+
+
+def test_each_crd_is_declared_exactly_once() -> None:
+    for variant in KARPENTER_VARIANTS:
+        charts = rendered_charts(variant)
+        declared = Counter(obj["metadata"]["name"] for chart in charts
+                           for obj in [*chart.crds, *chart.of_kind("CustomResourceDefinition")])
+        karpenter = {name: count for name, count in declared.items()
+                     if name.endswith(("karpenter.sh", "karpenter.k8s.aws", "autoscaling.x-k8s.io"))}
+        assert karpenter == {"ec2nodeclasses.karpenter.k8s.aws": 1, "nodeclaims.karpenter.sh": 1,
+                             "nodeoverlays.karpenter.sh": 1, "nodepools.karpenter.sh": 1,
+                             "capacitybuffers.autoscaling.x-k8s.io": 1}, variant
+        assert all(count == 1 for count in declared.values()), variant
+
+
+def test_skipping_the_main_charts_crds_is_what_keeps_them_single() -> None:
+    """Without skipCrds the main chart would declare the same five CRDs again."""
+    from review.rendering import render
+
+    record = rendered_chart("dev", "karpenter").record
+    record.inputs["skipCrds"] = False
+    repeated = {crd["metadata"]["name"] for crd in render(record).crds}
+    crd_chart = {obj["metadata"]["name"] for obj in rendered_chart("dev", "karpenter-crd").objects}
+    assert repeated == crd_chart and len(crd_chart) == 5
+
+
+def test_no_termination_handler_beside_karpenter() -> None:
+    for variant in VARIANTS:
+        names = {r.name for r in synthesized_variant(variant).resources if "helm.sh" in r.type}
+        assert not [name for name in names if "termination-handler" in name]
+
+
+def test_cluster_autoscaler_is_installed_for_node_groups_only() -> None:
+    for variant in VARIANTS:
+        synthesis = synthesized_variant(variant)
+        charts = {r.name for r in synthesis.resources if "helm.sh" in r.type}
+        karpenter = variant in KARPENTER_VARIANTS
+        assert ("karpenter" in charts) is karpenter and ("karpenter-crd" in charts) is karpenter, variant
+        assert ("cluster-autoscaler" in charts) is not karpenter, variant
+        assert bool(synthesis.objects("NodePool")) is karpenter, variant
+
+
+# -- the controller: placement, settings, identity -----------------------------------------------------
+
+def test_controller_runs_on_the_system_node_group_cluster_critical_spread_over_zones(stack: str) -> None:
+    deployment = rendered_chart(stack, "karpenter").one("Deployment")
+    pod = pod_spec(deployment)
+    assert pod["nodeSelector"][POOL_LABEL] == "system"
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert deployment["spec"]["replicas"] == 2
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    # Never on a node it manages, and its two replicas never on one node (the chart's affinity, kept).
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"} in term["matchExpressions"]
+    assert pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    system = synthesized(stack).one("aws:eks/nodeGroup:NodeGroup", "pool-system-nodes").inputs
+    assert system["labels"][POOL_LABEL] == "system" and system["scalingConfig"]["minSize"] >= 2
+
+
+def test_controller_gets_its_region_from_the_environment(stack: str) -> None:
+    synthesis = synthesized(stack)
+    container = pod_spec(rendered_chart(stack, "karpenter").one("Deployment"))["containers"][0]
+    region = synthesis.one("pulumi:providers:aws").inputs["region"]
+    assert {"name": "AWS_REGION", "value": region} in container["env"]
+
+
+def test_settings_name_the_cluster_and_the_queue_declared(stack: str) -> None:
+    synthesis = synthesized(stack)
+    container = pod_spec(rendered_chart(stack, "karpenter").one("Deployment"))["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    cluster = synthesis.one("aws:eks/cluster:Cluster")
+    queue = synthesis.one("aws:sqs/queue:Queue", "karpenter-interruption")
+    assert env["CLUSTER_NAME"] == cluster.inputs["name"]
+    assert env["CLUSTER_ENDPOINT"] == synthesis.outputs["clusterEndpoint"]
+    assert env["INTERRUPTION_QUEUE"] == queue.inputs["name"]
+    # Alpha node repair stays off (README, "Node health").
+    assert "NodeRepair=false" in env["FEATURE_GATES"]
+
+
+def test_controller_service_account_is_the_one_its_pod_identity_names(stack: str) -> None:
+    synthesis = synthesized(stack)
+    chart = rendered_chart(stack, "karpenter")
+    association = synthesis.one("aws:eks/podIdentityAssociation:PodIdentityAssociation",
+                                "karpenter-controller").inputs
+    (account,) = chart.of_kind("ServiceAccount")
+    assert (account["metadata"]["namespace"], account["metadata"]["name"]) == (
+        association["namespace"], association["serviceAccount"])
+    deployment = chart.one("Deployment")
+    assert deployment["metadata"]["namespace"] == association["namespace"]
+    assert pod_spec(deployment)["serviceAccountName"] == association["serviceAccount"]
+    role = synthesis.one("aws:iam/role:Role", "karpenter-controller")
+    assert association["roleArn"].endswith("/" + role.name) or role.name in association["roleArn"]
+    assert association["clusterName"] == cluster_name(synthesis)
+
+
+def test_controller_policy_has_the_reference_templates_actions(stack: str) -> None:
+    """Every action of the template's controller policies (zonal shift's read left out, as it is off),
+    and no other: the expected set comes from the template itself."""
+    synthesis = synthesized(stack)
+    policies = reference_resources("AWS::IAM::ManagedPolicy")
+    expected = {(statement["Sid"], action) for name in policies if name not in UNUSED_POLICIES
+                for statement in reference_policy(name) for action in listed(statement["Action"])}
+    ours = {(statement["Sid"], action) for statement in controller_statements(synthesis)
+            for action in listed(statement["Action"])}
+    assert ours == expected
+    assert chart_record(synthesis, "karpenter").inputs["values"]["settings"].get("enableZonalShift", False) is False
+
+
+def test_controller_policy_is_scoped_like_the_template(stack: str) -> None:
+    """The same condition keys statement by statement, with this cluster's name in them; the template's
+    any-account `*` narrowed to this account, and the role it may pass the node role only."""
+    synthesis = synthesized(stack)
+    cluster = cluster_name(synthesis)
+    reference = {statement["Sid"]: statement for name in reference_resources("AWS::IAM::ManagedPolicy")
+                 if name not in UNUSED_POLICIES for statement in reference_policy(name)}
+    for statement in controller_statements(synthesis):
+        theirs = reference[statement["Sid"]]
+        keys = {(operator, key.replace(cluster, "X")) for operator, condition in statement.get("Condition", {}).items()
+                for key in condition}
+        assert keys == {(operator, key) for operator, condition in theirs.get("Condition", {}).items()
+                        for key in condition}, statement["Sid"]
+        for value in [v for condition in statement.get("Condition", {}).values() for v in condition.values()]:
+            assert value != "X"
+        for resource in listed(statement["Resource"]):
+            assert ":*:" not in resource, f"{statement['Sid']}: {resource} is any account's"
+    node_role = synthesis.one("aws:iam/role:Role", "karpenter-node")
+    (passing,) = [s for s in controller_statements(synthesis) if s["Sid"] == "AllowPassingInstanceRole"]
+    assert passing["Resource"] == f"arn:aws:iam::123456789012:role/{node_role.name}" or \
+        node_role.name in passing["Resource"]
+    owned = [s for s in controller_statements(synthesis) if "Condition" in s and any(
+        f"kubernetes.io/cluster/{cluster}" in key for condition in s["Condition"].values() for key in condition)]
+    assert len(owned) >= 8
+
+
+# -- interruption handling -------------------------------------------------------------------------------
+
+def test_interruption_queue_is_encrypted_short_lived_and_written_by_eventbridge_only(stack: str) -> None:
+    synthesis = synthesized(stack)
+    queue = synthesis.one("aws:sqs/queue:Queue", "karpenter-interruption").inputs
+    (reference,) = reference_resources("AWS::SQS::Queue").values()
+    assert queue["messageRetentionSeconds"] == reference["MessageRetentionPeriod"] == 300
+    assert queue["sqsManagedSseEnabled"] is reference["SqsManagedSseEnabled"] is True
+    policy = json.loads(synthesis.one("aws:sqs/queuePolicy:QueuePolicy", "karpenter-interruption").inputs["policy"])
+    allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert {p for s in allows for p in listed(s["Principal"]["Service"])} == {"events.amazonaws.com",
+                                                                              "sqs.amazonaws.com"}
+    assert {a for s in allows for a in listed(s["Action"])} == {"sqs:SendMessage"}
+    (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Principal"] == "*" and listed(deny["Action"]) == ["sqs:*"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    queue_arn = f"arn:aws:sqs:{synthesis.one('pulumi:providers:aws').inputs['region']}:123456789012:{queue['name']}"
+    assert all(s["Resource"] == queue_arn for s in policy["Statement"])
+
+
+def test_the_templates_five_event_rules_feed_the_queue(stack: str) -> None:
+    synthesis = synthesized(stack)
+    expected = sorted(json.dumps(rule["EventPattern"], sort_keys=True)
+                      for rule in reference_resources("AWS::Events::Rule").values())
+    rules = synthesis.of_type("aws:cloudwatch/eventRule:EventRule")
+    assert len(expected) == 5
+    assert sorted(json.dumps(json.loads(rule.inputs["eventPattern"]), sort_keys=True) for rule in rules) == expected
+    queue = synthesis.one("aws:sqs/queue:Queue", "karpenter-interruption")
+    targets = synthesis.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert sorted(t.inputs["rule"] for t in targets) == sorted(r.inputs.get("name", r.name) for r in rules) or \
+        len(targets) == len(rules)
+    assert all(queue.urn in t.property_dependencies.get("arn", []) for t in targets)
+
+
+# -- nodes: role, access entry, discovery ---------------------------------------------------------------
+
+def test_node_classes_use_the_role_that_has_the_ec2_linux_access_entry(stack: str) -> None:
+    synthesis = synthesized(stack)
+    (entry,) = [e for e in synthesis.of_type("aws:eks/accessEntry:AccessEntry") if e.inputs.get("type") == "EC2_LINUX"]
+    role = synthesis.by_urn(entry.property_dependencies["principalArn"][0])
+    assert role.type == "aws:iam/role:Role"
+    assert entry.inputs["principalArn"].endswith(f":role/{role.name}") or role.name in entry.inputs["principalArn"]
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    classes = synthesis.objects("EC2NodeClass")
+    assert classes and all(entry.inputs["principalArn"].endswith(f":role/{c.inputs['spec']['role']}")
+                           and role.urn in c.property_dependencies["spec"] for c in classes)
+
+
+def _tags_of(record: ResourceRecord) -> dict[str, str]:
+    return dict(record.inputs.get("tags") or {})
+
+
+def test_node_class_selectors_match_tags_really_declared(stack: str) -> None:
+    """The subnet selector finds exactly the private subnets; the security-group selector the cluster
+    security group, which nodes carry: both through tags the program declares."""
+    synthesis = synthesized(stack)
+    private = set(synthesis.outputs["privateSubnetIds"])
+    subnets = synthesis.of_type("aws:ec2/subnet:Subnet")
+    security_group = synthesis.one("aws:eks/cluster:Cluster")
+    tagged_groups = {r.inputs["resourceId"]: {r.inputs["key"]: r.inputs["value"]}
+                     for r in synthesis.of_type("aws:ec2/tag:Tag")}
+    group_id = security_group.inputs.get("vpcConfig", {}).get("clusterSecurityGroupId")
+    for node_class in synthesis.objects("EC2NodeClass"):
+        spec = node_class.inputs["spec"]
+        (subnet_term,) = spec["subnetSelectorTerms"]
+        found = {s.id for s in subnets if subnet_term["tags"].items() <= _tags_of(s).items()}
+        assert found == private, node_class.name
+        (group_term,) = spec["securityGroupSelectorTerms"]
+        matching = [resource_id for resource_id, tags in tagged_groups.items()
+                    if group_term["tags"].items() <= tags.items()]
+        assert matching and (group_id is None or matching == [group_id]), node_class.name
+        assert subnet_term["tags"] == {DISCOVERY_TAG: cluster_name(synthesis)}
+
+
+# -- EC2NodeClass and NodePool ---------------------------------------------------------------------------
+
+def test_node_classes_pin_the_ami_require_imdsv2_and_encrypt_the_root_volume(stack: str) -> None:
+    synthesis = synthesized(stack)
+    version = synthesis.one("aws:eks/cluster:Cluster").inputs["version"]
+    pools = synthesis.objects("NodePool")
+    classes = {c.inputs["metadata"]["name"]: c.inputs["spec"] for c in synthesis.objects("EC2NodeClass")}
+    assert set(classes) == {p.inputs["metadata"]["name"] for p in pools}
+    for name, spec in classes.items():
+        (term,) = spec["amiSelectorTerms"]
+        assert term == {"alias": KUBERNETES_RELEASES[version].karpenter_ami_alias}
+        assert re.fullmatch(r"al2023@v\d{8}", term["alias"])
+        assert spec["metadataOptions"]["httpTokens"] == "required"
+        assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        (device,) = spec["blockDeviceMappings"]
+        assert device["rootVolume"] is True and device["deviceName"] == "/dev/xvda"
+        assert device["ebs"]["volumeType"] == "gp3" and device["ebs"]["encrypted"] is True
+        assert spec["tags"]["stack"] == stack and spec["tags"]["node-pool"] == name
+
+
+def test_node_pools_follow_their_config(stack: str) -> None:
+    from infra.settings import load_settings
+    from review.stack_files import stack_config
+
+    settings = load_settings(stack_config(stack)[0], project="model-serving", stack=stack)
+    synthesis = synthesized(stack)
+    for name, pool in settings.node_pools.items():
+        spec = synthesis.object("NodePool", name).inputs["spec"]
+        template = spec["template"]
+        requirements = {r["key"]: r["values"] for r in template["spec"]["requirements"]}
+        if pool.instance_families:
+            assert requirements["karpenter.k8s.aws/instance-family"] == pool.instance_families
+        else:
+            assert requirements["node.kubernetes.io/instance-type"] == pool.instance_types
+        assert requirements["karpenter.sh/capacity-type"] == (
+            ["spot", "on-demand"] if pool.capacity_type == "SPOT" else ["on-demand"])
+        assert template["metadata"]["labels"][POOL_LABEL] == name
+        assert template["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": name}
+        assert pool.limits is not None
+        assert spec["limits"]["cpu"] == str(pool.limits.cpu)
+        disruption = spec["disruption"]
+        assert disruption["budgets"] == [{"nodes": f"{pool.disruption.budget_percent}%"}]
+        assert template["spec"]["expireAfter"] == pool.disruption.expire_after
+        assert template["spec"]["terminationGracePeriod"] == pool.disruption.termination_grace_period
+        if pool.gpu:
+            assert template["spec"]["taints"] == [GPU_TAINT]
+            assert ACCELERATOR_LABEL in template["metadata"]["labels"]
+            assert spec["limits"][GPU_RESOURCE] == str(pool.limits.gpus)
+            assert disruption["consolidationPolicy"] == "WhenEmpty"
+        else:
+            assert "taints" not in template["spec"]
+            assert disruption["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+
+
+def test_gpu_pools_wait_longer_than_cpu_pools_before_consolidating(stack: str) -> None:
+    from infra.settings.fields import duration_seconds
+
+    synthesis = synthesized(stack)
+    waits = {p.inputs["metadata"]["name"]: duration_seconds(p.inputs["spec"]["disruption"]["consolidateAfter"])
+             for p in synthesis.objects("NodePool")}
+    assert waits["gpu"] > waits["cpu"]
+
+
+def test_disruption_and_families_come_from_config() -> None:
+    pools = {"cpu": {"instanceFamilies": ["c7i", "m7i"], "capacityType": "SPOT", "limits": {"cpu": 16},
+                     "disruption": {"consolidateAfter": "2m", "budgetPercent": 20, "expireAfter": "Never",
+                                    "terminationGracePeriod": "30m"}},
+             "gpu": {"instanceFamilies": ["g6"], "gpu": True, "limits": {"cpu": 16, "gpus": 2},
+                     "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized"}}}
+    synthesis = synthesized_with("dev", {"nodePools": pools})
+    cpu = synthesis.object("NodePool", "cpu").inputs["spec"]
+    assert cpu["disruption"] == {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "2m",
+                                 "budgets": [{"nodes": "20%"}]}
+    assert cpu["template"]["spec"]["expireAfter"] == "Never"
+    assert cpu["template"]["spec"]["terminationGracePeriod"] == "30m"
+    gpu = synthesis.object("NodePool", "gpu").inputs["spec"]
+    assert {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": ["g6"]} in \
+        gpu["template"]["spec"]["requirements"]
+    assert gpu["template"]["metadata"]["labels"][ACCELERATOR_LABEL] == "nvidia-l4"
+    assert gpu["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+
+
+def test_node_pools_wait_for_the_controller_and_its_crds(stack: str) -> None:
+    from tests.support.graph import waits_for
+
+    synthesis = synthesized(stack)
+    for record in [*synthesis.objects("NodePool"), *synthesis.objects("EC2NodeClass")]:
+        waited = waits_for(synthesis, record)
+        assert chart_record(synthesis, "karpenter-crd").urn in waited
+        assert chart_record(synthesis, "karpenter").urn in waited
+
+
+def test_canary_pods_are_not_disrupted_while_judged() -> None:
+    rollout = synthesized("prod").object("Rollout", "model-server").inputs
+    assert rollout["spec"]["strategy"]["canary"]["canaryMetadata"] == {
+        "annotations": {"karpenter.sh/do-not-disrupt": "true"}}
+    # Nothing to protect from a provisioner that never consolidates.
+    autoscaled_rollout = autoscaled("prod").object("Rollout", "model-server").inputs
+    assert "canaryMetadata" not in autoscaled_rollout["spec"]["strategy"]["canary"]
+
+
+def test_model_pods_disruption_budget_counts_loading_pods_as_unavailable(stack: str) -> None:
+    budget = synthesized(stack).object("PodDisruptionBudget", "model-server").inputs["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
+
+
+def test_node_monitoring_agent_is_installed_with_the_other_add_ons(stack: str) -> None:
+    synthesis = synthesized(stack)
+    version = synthesis.one("aws:eks/cluster:Cluster").inputs["version"]
+    (agent,) = [a for a in synthesis.of_type("aws:eks/addon:Addon")
+                if a.inputs["addonName"] == "eks-node-monitoring-agent"]
+    assert agent.inputs["addonVersion"] == KUBERNETES_RELEASES[version].eks_addons["eks-node-monitoring-agent"]
+    configuration = json.loads(agent.inputs["configurationValues"])
+    assert configuration["dcgmAgent"]["tolerations"] == [{"key": GPU_RESOURCE, "operator": "Exists",
+                                                           "effect": "NoSchedule"}]
+
+
+# -- nodeProvisioner cluster-autoscaler: today's stack, unchanged ----------------------------------------
+
+# main before Karpenter: the last program whose workload pools were managed node groups only. Move it
+# forward (with AUTOSCALED in tests/support/stacks.py) only when cluster-autoscaler stacks are meant to change.
+BEFORE_KARPENTER = "5b1fe2fb46f39362d5856ab4c66c5ec0b77e0b06"
+# What node health adds to every stack, whichever the provisioner (issue 19): repair of managed node
+# groups, the agent whose conditions it acts on, and a model disruption budget pinned to count loading
+# pods as unavailable (IfHealthyBudget, the API's default when unset: no behaviour changes).
+NODE_HEALTH_CHANGES = {
+    "added": {"core-eks-node-monitoring-agent"},
+    "changed": {("pool-cpu-nodes", "inputs.nodeRepairConfig.enabled"): (None, True),
+                ("pool-gpu-nodes", "inputs.nodeRepairConfig.enabled"): (None, True),
+                ("model-disruption-budget", "inputs.spec.unhealthyPodEvictionPolicy"): (None, "IfHealthyBudget")},
+}
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_cluster_autoscaler_mode_declares_what_main_declared_before_karpenter(stack_name: str) -> None:
+    """Every resource, input by input (chart values included, so every rendered object), protection and
+    ignored changes, and every output: the same as the program before Karpenter, but for node health."""
+    from review.diff import _comparable, _flatten, _key
+    from review.plan import synthesize_revision
+
+    try:
+        before = synthesize_revision(stack_name, BEFORE_KARPENTER)
+    except ValueError as error:
+        if os.environ.get("REQUIRE_HISTORY") == "1":
+            pytest.fail(f"REQUIRE_HISTORY=1 but the program before Karpenter cannot be synthesized: {error}")
+        pytest.skip(f"the program before Karpenter cannot be synthesized here (a shallow clone?): {error}")
+    after = autoscaled(stack_name)
+    old = {_key(r): r for r in before.resources}
+    new = {_key(r): r for r in after.resources}
+    assert not set(old) - set(new), "removed"
+    assert set(new) - set(old) == NODE_HEALTH_CHANGES["added"]
+    changed = {}
+    for key in set(old) & set(new):
+        was, now = dict(_flatten(_comparable(old[key]))), dict(_flatten(_comparable(new[key])))
+        changed.update({(key, path): (was.get(path), now.get(path)) for path in set(was) | set(now)
+                        if was.get(path) != now.get(path)})
+    assert changed == NODE_HEALTH_CHANGES["changed"]
+    assert after.outputs == before.outputs
+
+
+# -- the CRDs' CEL rules (x-kubernetes-validations), which JSON Schema cannot check ---------------------
+
+def karpenter_crds(variant: str) -> list[dict[str, Any]]:
+    return rendered_chart(variant, "karpenter-crd").of_kind("CustomResourceDefinition")
+
+
+@pytest.mark.parametrize("variant", KARPENTER_VARIANTS)
+def test_every_node_class_and_node_pool_passes_its_crds_cel_rules(variant: str) -> None:
+    from tests.support.cel import crd_schema, violations
+
+    synthesis = synthesized_variant(variant)
+    crds = karpenter_crds(variant)
+    declared = [*synthesis.objects("EC2NodeClass"), *synthesis.objects("NodePool")]
+    assert len(declared) == 2 * len(synthesis.objects("NodePool")) >= 2
+    for record in declared:
+        schema = crd_schema(crds, record.inputs["apiVersion"], record.inputs["kind"])
+        assert not list(violations(schema, record.inputs)), record.name
+
+
+def test_the_cel_check_catches_what_the_api_server_would_refuse() -> None:
+    from tests.support.cel import crd_schema, violations
+
+    synthesis, crds = synthesized("dev"), karpenter_crds("dev")
+    pool = synthesis.object("NodePool", "gpu").inputs
+    schema = crd_schema(crds, pool["apiVersion"], "NodePool")
+    restricted = json.loads(json.dumps(pool))
+    restricted["spec"]["template"]["metadata"]["labels"]["karpenter.sh/nodepool"] = "gpu"
+    assert {v.path for v in violations(schema, restricted)} == {".spec.template.metadata.labels"}
+    node_class = synthesis.object("EC2NodeClass", "gpu").inputs
+    schema = crd_schema(crds, node_class["apiVersion"], "EC2NodeClass")
+    two_roots = json.loads(json.dumps(node_class))
+    two_roots["spec"]["blockDeviceMappings"].append({**two_roots["spec"]["blockDeviceMappings"][0],
+                                                     "deviceName": "/dev/xvdb"})
+    cluster_tag = json.loads(json.dumps(node_class))
+    cluster_tag["spec"]["tags"]["kubernetes.io/cluster/x"] = "owned"
+    assert [v.path for v in violations(schema, two_roots)] == [".spec.blockDeviceMappings"]
+    assert [v.path for v in violations(schema, cluster_tag)] == [".spec.tags"]
+
+
+def test_the_rules_left_unchecked_are_the_transition_rules_the_readme_lists() -> None:
+    """Rules reading oldSelf compare an update with what is stored; on create there is nothing to compare."""
+    from infra.settings import PROJECT_DIR
+    from tests.support.cel import is_transition, rules
+
+    readme = (PROJECT_DIR / "README.md").read_text()
+    for crd in karpenter_crds("dev"):
+        if crd["spec"]["names"]["kind"] not in ("NodePool", "EC2NodeClass"):
+            continue
+        for version in crd["spec"]["versions"]:
+            for rule in rules(version["schema"]["openAPIV3Schema"]):
+                if is_transition(rule.rule):
+                    assert f"`{rule.rule}`" in readme, f"{crd['spec']['names']['kind']} {rule.path}: {rule.rule}"
