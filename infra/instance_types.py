@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 # The SDK's enum lists every EC2 instance type (about 1,400) and ships offline; importing
 # just the enum module keeps settings validation fast (pulumi_aws.ec2 itself is large).
@@ -39,6 +42,7 @@ NVIDIA_GPU_FAMILIES: dict[str, str] = {
 # Arm families whose names do not follow the 'g' attribute convention below.
 ARM64_FAMILIES = frozenset({"p6e-gb200"})
 
+PRICES_FILE = Path(__file__).resolve().parent.parent / "review" / "prices.json"
 _FAMILY_PATTERN = re.compile(r"^(?P<series>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z]*)(-[a-z0-9]+)?$")
 
 
@@ -73,9 +77,50 @@ def family(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
 
 
-def of_family(name: str) -> list[str]:
-    """Every known instance type of a family, by name."""
-    return sorted(t for t in known_types() if family(t) == name)
+def category(name: str) -> str:
+    """The letters before the generation, as Karpenter's karpenter.k8s.aws/instance-category label
+    has them: m7i.large → m, inf2 → inf, p6-b200 → p."""
+    match = _FAMILY_PATTERN.match(family(name))
+    return match["series"] if match else family(name)
+
+
+@cache
+def known_categories() -> frozenset[str]:
+    return frozenset(category(name) for name in known_families())
+
+
+def closest_category(name: str) -> str | None:
+    matches = difflib.get_close_matches(name, known_categories(), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+# Categories whose families carry NVIDIA GPUs: a CPU pool that admitted them would launch GPU nodes.
+GPU_CATEGORIES = frozenset(category(name) for name in NVIDIA_GPU_FAMILIES)
+
+
+@dataclass(frozen=True)
+class Figures:
+    vcpu: int
+    memory_gib: int
+    gpus: int
+
+
+@cache
+def figures() -> dict[str, Figures]:
+    """What each instance type the repository knows holds: the price table's `instanceTypes`
+    (review/prices.json), the same figures the cost estimate and the scheduling simulation use."""
+    table = json.loads(PRICES_FILE.read_text())["instanceTypes"]
+    return {name: Figures(int(spec["vcpu"]), int(spec["memoryGib"]), int(spec["gpus"]))
+            for name, spec in table.items() if isinstance(spec, dict)}
+
+
+def admitted(types: list[str], families: list[str], categories: list[str]) -> list[str]:
+    """The instance types with known figures a pool admits: its explicit types, or those of its
+    families and categories (both apply when both are given, as Karpenter ANDs requirements)."""
+    if types:
+        return [t for t in types if t in figures()]
+    return sorted(t for t in figures() if (not families or family(t) in families)
+                  and (not categories or category(t) in categories))
 
 
 def accelerator(instance_type: str) -> str | None:

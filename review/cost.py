@@ -1,7 +1,9 @@
 """Estimated monthly cost of a synthesized stack, as a range from minimum to maximum scale.
 
-Minimum: every node group at its minSize (a GPU pool with min 0 costs nothing), every Karpenter
-NodePool empty (Karpenter launches nodes only for pending pods); maximum: every node group at maxSize,
+Minimum: every node group at its minSize (a GPU pool with min 0 costs nothing); every Karpenter
+NodePool holding just the nodes that the minimum replicas of the workloads selecting it need (the
+model's pods keep nodes on their pool), empty otherwise (Karpenter launches nodes only for pending
+pods); maximum: every node group at maxSize,
 every NodePool filled to its limits with its dearest instance type, on demand (spot falls back to it).
 The system node group of a Karpenter stack is always on. Prices come from review/prices.json, a dated snapshot with its
 source; an instance type or region missing from it is an error, never a silent zero.
@@ -12,12 +14,14 @@ source; an instance type or region missing from it is an error, never a silent z
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from infra.instance_types import category
 from review.records import ResourceRecord, Synthesis
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
@@ -109,13 +113,20 @@ def node_pool_instance_types(spec: dict[str, Any], region: str) -> list[str]:
         for instance_type in requirements["node.kubernetes.io/instance-type"]:
             _instance_hour(region, instance_type, "ON_DEMAND")
         return list(requirements["node.kubernetes.io/instance-type"])
+    families = requirements.get("karpenter.k8s.aws/instance-family", [])
+    categories = requirements.get("karpenter.k8s.aws/instance-category", [])
     found = []
-    for family in requirements.get("karpenter.k8s.aws/instance-family", []):
-        sizes = [t for t in priced if t.split(".", 1)[0] == family]
+    for family in families:
+        sizes = [t for t in priced if t.split(".", 1)[0] == family and (not categories or category(t) in categories)]
         if not sizes:
             raise PriceError(f"no price for any {family} instance type in {region} in {PRICES_FILE.name} "
                              f"(prices as of {price_table()['date']}): add one")
         found += sizes
+    if categories and not families:
+        found = [t for t in priced if category(t) in categories]
+        if not found:
+            raise PriceError(f"no price for any instance type of categories {', '.join(categories)} in {region} "
+                             f"in {PRICES_FILE.name} (prices as of {price_table()['date']}): add one")
     return found
 
 
@@ -138,10 +149,109 @@ def nodes_within_limits(limits: dict[str, str], spec: InstanceSpec) -> int:
     return max(0, min(bounds))
 
 
+# What kubelet keeps from pods on an EKS node (the AL2023 AMI's kube-reserved, as Karpenter computes
+# it, plus the 100Mi hard eviction threshold): CPU by the first core 6%, the second 1%, the next two
+# 0.5%, the rest 0.25%; memory 255Mi + 11Mi per pod, taken here at 58 pods (an xlarge's ENI limit).
+_RESERVED_MEMORY_GIB = (100 + 255 + 11 * 58) / 1024
+
+
+def _allocatable(spec: InstanceSpec) -> tuple[float, float, int]:
+    """cpu cores, memory GiB and GPUs a node of this type offers pods (before DaemonSets)."""
+    cores, reserved = float(spec.vcpu), 0.0
+    for width, share in ((1, 0.06), (1, 0.01), (2, 0.005), (float("inf"), 0.0025)):
+        taken = min(cores, width)
+        reserved, cores = reserved + taken * share, cores - taken
+    return spec.vcpu - reserved, spec.memory_gib - _RESERVED_MEMORY_GIB, spec.gpus
+
+
+def _cpu(quantity: Any) -> float:
+    text = str(quantity)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _pod_requests(pod: dict[str, Any]) -> tuple[float, float, int]:
+    """cpu cores, memory GiB and GPUs the scheduler reserves for a pod (a limit stands in for a missing
+    request, as Kubernetes defaults it; the largest init container's, if larger)."""
+    def of(container: dict[str, Any]) -> tuple[float, float, int]:
+        resources = container.get("resources") or {}
+        asked = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        return (_cpu(asked.get("cpu", 0)), _quantity_gib(str(asked.get("memory", 0))),
+                int(asked.get("nvidia.com/gpu", 0)))
+
+    main = [of(c) for c in pod.get("containers") or []]
+    init = [of(c) for c in pod.get("initContainers") or []]
+    total = tuple(sum(values) for values in zip(*main, strict=True)) if main else (0.0, 0.0, 0)
+    return (max([total[0], *(i[0] for i in init)]), max([total[1], *(i[1] for i in init)]),
+            int(max([total[2], *(i[2] for i in init)])))
+
+
+def _min_replicas(synthesis: Synthesis, workload: ResourceRecord) -> int:
+    """The fewest pods a workload keeps: its ScaledObject's minReplicaCount (KEDA's default 0), its
+    HPA's minReplicas (default 1), or its replicas."""
+    kind, name = workload.inputs.get("kind"), workload.get("metadata", "name")
+    for scaled in synthesis.objects("ScaledObject"):
+        target = scaled.get("spec", "scaleTargetRef") or {}
+        if target.get("name") == name and target.get("kind", "Deployment") == kind:
+            return int(scaled.get("spec", "minReplicaCount") or 0)
+    for hpa in synthesis.objects("HorizontalPodAutoscaler"):
+        target = hpa.get("spec", "scaleTargetRef") or {}
+        if target.get("name") == name and target.get("kind") == kind:
+            return int(hpa.get("spec", "minReplicas") or 1)
+    replicas = workload.get("spec", "replicas")
+    return 1 if replicas is None else int(replicas)
+
+
+@dataclass(frozen=True)
+class PoolFloor:
+    """The nodes a NodePool keeps for the pods that always run on it (workloads selecting its label)."""
+    nodes: int
+    instance_type: str
+    rate: float
+    capacity: str
+    pods: str  # "3 model-server" for the basis
+
+
+def pool_floor(synthesis: Synthesis, spec: dict[str, Any], region: str) -> PoolFloor | None:
+    """The cheapest way to hold the minimum replicas of the workloads whose nodeSelector picks this
+    NodePool: for each admitted type that holds one of their pods, as many nodes as their requests
+    need packed (spread constraints and DaemonSets can only add nodes), at spot prices where the pool
+    allows spot. None when nothing always runs there (the pool can empty)."""
+    labels = spec["template"]["metadata"].get("labels") or {}
+    wanted = []
+    for kind in ("Rollout", "Deployment", "StatefulSet"):
+        for workload in synthesis.objects(kind):
+            pod = workload.get("spec", "template", "spec") or {}
+            selector = pod.get("nodeSelector") or {}
+            replicas = _min_replicas(synthesis, workload)
+            if selector and selector.items() <= labels.items() and replicas:
+                wanted.append((workload.get("metadata", "name"), replicas, _pod_requests(pod)))
+    if not wanted:
+        return None
+    capacity_types = next((r.get("values") or [] for r in spec["template"]["spec"]["requirements"]
+                           if r["key"] == "karpenter.sh/capacity-type"), ["on-demand"])
+    capacity = "SPOT" if "spot" in capacity_types else "ON_DEMAND"
+    options = []
+    for instance_type in node_pool_instance_types(spec, region):
+        offered = _allocatable(instance_spec(instance_type))
+        if any(request[i] > offered[i] for _, _, request in wanted for i in range(3)):
+            continue  # one pod does not fit on a node of this type
+        needed = max(1, *(math.ceil(sum(n * request[i] for _, n, request in wanted) / offered[i])
+                          for i in range(3) if offered[i] > 0))
+        rate = _instance_hour(region, instance_type, capacity)
+        options.append((needed * rate, needed, instance_type, rate))
+    if not options:
+        raise PriceError(f"no priced instance type the NodePool admits holds one pod of "
+                         f"{', '.join(name for name, _, _ in wanted)}: add one to {PRICES_FILE.name}")
+    _, nodes, instance_type, rate = min(options)
+    pods = ", ".join(f"{n} {name}" for name, n, _ in wanted)
+    return PoolFloor(nodes, instance_type, rate, capacity, pods)
+
+
 def karpenter_pools(synthesis: Synthesis, region: str, hours: float, gp3_gb_month: float,
                     items: list[LineItem]) -> None:
-    """Each NodePool from nothing (no pending pods) to its limits filled with the type that costs most
-    there, on demand; its root volumes with it. Then the interruption queue and rules, at no cost."""
+    """Each NodePool from the nodes its workloads' minimum replicas need (nothing when none always runs
+    there: Karpenter launches nodes only for pending pods) to its limits filled with the type that costs
+    most there, on demand; its root volumes with it. Then the interruption queue and rules, at no cost."""
     node_classes = {r.get("metadata", "name"): r.inputs["spec"] for r in synthesis.objects("EC2NodeClass")}
     for record in synthesis.objects("NodePool"):
         spec, name = record.inputs["spec"], record.get("metadata", "name")
@@ -153,11 +263,18 @@ def karpenter_pools(synthesis: Synthesis, region: str, hours: float, gp3_gb_mont
         nodes = fleets[dearest]
         rate = _instance_hour(region, dearest, "ON_DEMAND")
         limits = ", ".join(f"{key} {value}" for key, value in spec["limits"].items())
-        items.append(LineItem(f"EC2: Karpenter pool {name}", 0.0, nodes * rate * hours,
-                              f"0..{nodes} x {dearest} at ${rate}/h on demand (limits {limits})"))
+        floor = pool_floor(synthesis, spec, region)
+        low_nodes = floor.nodes if floor else 0
+        ceiling = f"{nodes} x {dearest} at ${rate}/h on demand (limits {limits})"
+        items.append(LineItem(
+            f"EC2: Karpenter pool {name}", low_nodes * floor.rate * hours if floor else 0.0, nodes * rate * hours,
+            f"{floor.nodes} x {floor.instance_type} at ${floor.rate}/h "
+            f"{'spot' if floor.capacity == 'SPOT' else 'on demand'} (minimum replicas: {floor.pods}) .. {ceiling}"
+            if floor else f"0..{ceiling}"))
         disk = _quantity_gib(node_classes[name]["blockDeviceMappings"][0]["ebs"]["volumeSize"])
-        items.append(LineItem(f"EBS: Karpenter pool {name} root volumes (gp3)", 0.0, nodes * disk * gp3_gb_month,
-                              f"0..{nodes * disk:g} GB x ${gp3_gb_month}/GB-month"))
+        items.append(LineItem(f"EBS: Karpenter pool {name} root volumes (gp3)", low_nodes * disk * gp3_gb_month,
+                              nodes * disk * gp3_gb_month,
+                              f"{low_nodes * disk:g}..{nodes * disk:g} GB x ${gp3_gb_month}/GB-month"))
     if synthesis.of_type("aws:sqs/queue:Queue"):
         rules = len(synthesis.of_type("aws:cloudwatch/eventRule:EventRule"))
         # Karpenter long-polls (20 s) its queue: about 130,000 requests a month, inside SQS's free million;
@@ -303,7 +420,8 @@ def range_basis(cost: CostEstimate, sentences: bool = False) -> str:
     """What the two ends of the range assume, for the pools this stack has."""
     karpenter = any(item.item.startswith("EC2: Karpenter pool") for item in cost.items)
     if karpenter:
-        low, high = ("the system node group only (Karpenter pools empty)",
+        low, high = ("the system node group, and in each Karpenter pool the nodes its workloads' minimum "
+                     "replicas need (packed, DaemonSets aside; other pools empty)",
                      "every Karpenter pool filled to its limits, on demand")
     else:
         low, high = "node pools at minSize (GPU pools at 0)", "every pool at maxSize"

@@ -147,6 +147,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 {"hostname": f"k8s-{args.name}-{resource_id[-10:]}.{self.region}.elb.amazonaws.com"}]}}
         return outputs
 
+    def outputs_of(self, record: ResourceRecord) -> dict[str, Any]:
+        """The outputs this mock reported for a recorded resource (the synthesis records inputs only):
+        what a test compares another resource's input with, to know which resource it came from."""
+        return self.new_resource(pulumi.runtime.MockResourceArgs(record.type, record.name, record.inputs))[1]
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         resource_id = _fake_id(args.typ, args.name)
         computed = self.computed_outputs(args, resource_id)

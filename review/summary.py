@@ -51,6 +51,7 @@ def node_pool_fields(record: ResourceRecord) -> dict[str, Any]:
                     or [] if r["operator"] == "In"}
     disruption = get("spec", "disruption") or {}
     return {
+        "categories": requirements.get("karpenter.k8s.aws/instance-category"),
         "families": requirements.get("karpenter.k8s.aws/instance-family"),
         "types": requirements.get("node.kubernetes.io/instance-type"),
         "capacity": requirements.get("karpenter.sh/capacity-type"),

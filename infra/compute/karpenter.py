@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.compute.placement import GPU_RESOURCE, GPU_TAINT, node_labels
+from infra.compute.placement import GPU_RESOURCE, GPU_TAINT, ROOT_DEVICE, node_labels
 from infra.identity import StackIdentity
 from infra.settings import NodePoolSettings
 
@@ -30,7 +30,6 @@ from infra.settings import NodePoolSettings
 DISCOVERY_TAG = "karpenter.sh/discovery"
 NODE_CLASS_API = ("karpenter.k8s.aws", "v1", "EC2NodeClass")
 NODE_POOL_API = ("karpenter.sh", "v1", "NodePool")
-ROOT_DEVICE = "/dev/xvda"  # AL2023 EKS AMIs boot from this device
 # Karpenter prefers spot wherever a pool allows both, and falls back to on-demand when no spot
 # offering fits (https://karpenter.sh/v1.14/concepts/scheduling/#capacity-type).
 CAPACITY_TYPES = {"SPOT": ["spot", "on-demand"], "ON_DEMAND": ["on-demand"]}
@@ -64,14 +63,16 @@ def node_class_spec(identity: StackIdentity, pool_name: str, pool: NodePoolSetti
 
 
 def requirements(pool: NodePoolSettings) -> list[dict[str, Any]]:
-    chosen = ({"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(pool.instance_families)}
-              if pool.instance_families else
-              {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(pool.instance_types)})
+    """Explicit types, or categories and families (Karpenter admits a type meeting every requirement)."""
+    chosen = [{"key": key, "operator": "In", "values": list(values)} for key, values in (
+        ("karpenter.k8s.aws/instance-category", pool.instance_categories),
+        ("karpenter.k8s.aws/instance-family", pool.instance_families)) if values] or [
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(pool.instance_types)}]
     return [
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": CAPACITY_TYPES[pool.capacity_type]},
-        chosen,
+        *chosen,
     ]
 
 
@@ -96,8 +97,9 @@ def node_pool_spec(pool_name: str, pool: NodePoolSettings) -> dict[str, Any]:
     return {
         "template": {"metadata": {"labels": node_labels(pool_name, pool)}, "spec": template},
         "disruption": {"consolidationPolicy": pool.consolidation_policy, "consolidateAfter": pool.consolidate_after,
-                       # One budget for every reason: a share of the pool's nodes at once. Budgets cannot see
-                       # a release in progress; the canary's do-not-disrupt annotation covers that.
+                       # One budget for every reason it can hold (Underutilized, Empty, Drifted): a share of
+                       # the pool's nodes at once. Expiry is forced and no budget holds it back. Budgets cannot
+                       # see a release in progress; the canary's do-not-disrupt annotation covers that.
                        "budgets": [{"nodes": f"{disruption.budget_percent}%"}]},
         "limits": limits(pool),
     }

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.compute.placement import EKS_TAINT_EFFECTS, GPU_TAINT, POOL_LABEL, node_labels
+from infra.compute.placement import EKS_TAINT_EFFECTS, GPU_TAINT, POOL_LABEL, ROOT_DEVICE, node_labels
 from infra.identity import StackIdentity
 from infra.settings import NodePoolSettings, SystemPoolSettings
 
 EKS_GPU_TAINT: aws.eks.NodeGroupTaintArgsDict = {
     "key": GPU_TAINT["key"], "value": GPU_TAINT["value"], "effect": EKS_TAINT_EFFECTS[GPU_TAINT["effect"]]}
 AMI_TYPES = {False: "AL2023_x86_64_STANDARD", True: "AL2023_x86_64_NVIDIA"}
-ROOT_DEVICE = "/dev/xvda"  # AL2023 EKS AMIs boot from this device
 # The system pool is replaced a third at a time on update (one node of two or three).
 SYSTEM_MAX_UNAVAILABLE_PERCENTAGE = 33
 

@@ -20,6 +20,7 @@ GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 GPU_TOLERATION: k8s.core.v1.TolerationArgsDict = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 # EKS's API spells Kubernetes' taint effects in its own enum (CreateNodegroup, Taint.effect).
 EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
+ROOT_DEVICE = "/dev/xvda"  # AL2023 EKS AMIs boot from this device (node groups' and Karpenter's root volume)
 # Replicas go across zones first, then across nodes.
 SPREAD_TOPOLOGY_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
 

@@ -35,7 +35,7 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.compute.karpenter import DISCOVERY_TAG
-from infra.compute.placement import POOL_LABEL, spread_over_zones_and_nodes
+from infra.compute.placement import POOL_LABEL
 from infra.identity import StackIdentity
 from infra.platform import helm
 
@@ -186,7 +186,12 @@ def chart_values(args: KarpenterArgs, queue_name: pulumi.Input[str]) -> dict[str
         "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
         "nodeSelector": {"kubernetes.io/os": "linux", POOL_LABEL: args.system_pool},
         "priorityClassName": helm.CLUSTER_CRITICAL,
-        "topologySpreadConstraints": spread_over_zones_and_nodes(POD_LABELS),
+        # Hard over zones, as the chart's default: a replica waits for a node in another zone rather than
+        # join its peer's, so one zone's loss never takes the provisioner with it. The chart's required
+        # pod anti-affinity already keeps the two replicas on different nodes.
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "DoNotSchedule",
+                                       "labelSelector": {"matchLabels": dict(POD_LABELS)}}],
     }
 
 

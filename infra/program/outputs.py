@@ -43,8 +43,9 @@ def node_pools(settings: StackSettings, foundation: Foundation) -> dict[str, dic
     if settings.karpenter:
         return {pool_name: {
             "nodePool": pool_name,
-            **({"instanceFamilies": list(pool.instance_families)} if pool.instance_families else
-               {"instanceTypes": list(pool.instance_types)}),
+            **({"instanceCategories": list(pool.instance_categories)} if pool.instance_categories else {}),
+            **({"instanceFamilies": list(pool.instance_families)} if pool.instance_families else {}),
+            **({"instanceTypes": list(pool.instance_types)} if pool.instance_types else {}),
             "gpu": pool.gpu,
             "capacityType": pool.capacity_type,
             "limits": pool.limits.model_dump(by_alias=True, exclude_none=True) if pool.limits else {},

@@ -15,10 +15,17 @@ from dataclasses import dataclass
 
 from pydantic.alias_generators import to_camel
 
-from infra import addressing
+from infra import addressing, instance_types
 from infra.settings import artifact
-from infra.settings.fields import ACM_ARN_PATTERN
-from infra.settings.models import KARPENTER_KEYS, NODE_GROUP_KEYS, SYSTEM_POOL, StackSettings, zone_count
+from infra.settings.fields import ACM_ARN_PATTERN, memory_bytes
+from infra.settings.models import (
+    KARPENTER_KEYS,
+    NODE_GROUP_KEYS,
+    SYSTEM_POOL,
+    NodePoolSettings,
+    StackSettings,
+    zone_count,
+)
 from infra.settings.problems import Problem, problem, set_command
 
 Check = Callable[[StackSettings], Iterator[Problem]]
@@ -114,13 +121,17 @@ def _pools_fit_their_provisioner(settings: StackSettings) -> Iterator[Problem]:
                 yield problem("is required: a Karpenter pool grows until it reaches its limits",
                               set_command(f"{path}.limits.cpu", 16) + (
                                   f" and --path '{path}.limits.gpus' 2" if pool.gpu else ""), f"{path}.limits")
-            if not pool.instance_types and not pool.instance_families:
-                yield problem("needs instanceTypes or instanceFamilies", f"pulumi config set --path "
-                              f"'{path}.instanceFamilies[0]' {'g6' if pool.gpu else 'm7i'}", path)
+            if not pool.instance_types and not pool.instance_families and not pool.instance_categories:
+                yield problem("needs instanceTypes, instanceFamilies or instanceCategories",
+                              f"pulumi config set --path '{path}.instanceFamilies[0]' {'g6' if pool.gpu else 'm7i'}",
+                              path)
             if pool.instance_types and pool.instance_families:
                 yield problem("give instanceTypes or instanceFamilies, not both",
                               f"pulumi config rm --path '{path}.instanceTypes' (families let Karpenter pick the size)",
                               f"{path}.instanceFamilies")
+            if pool.instance_categories:
+                yield from _categories(path, pool)
+            yield from _limits_hold_a_node(path, pool)
             if pool.limits is not None and pool.gpu and pool.limits.gpus is None:
                 yield problem("is required on a GPU pool: its GPUs are what it costs",
                               set_command(f"{path}.limits.gpus", 2), f"{path}.limits.gpus")
@@ -133,6 +144,46 @@ def _pools_fit_their_provisioner(settings: StackSettings) -> Iterator[Problem]:
                 if not value and value != 0:
                     yield problem("is required for a managed node group", set_command(f"{path}.{key}", "<value>"),
                                   f"{path}.{key}")
+
+
+def _categories(path: str, pool: NodePoolSettings) -> Iterator[Problem]:
+    key = f"{path}.instanceCategories"
+    if pool.gpu:
+        yield problem("a GPU pool takes GPU families (one accelerator model), not categories",
+                      f"pulumi config rm --path '{key}'", key)
+    elif pool.instance_types:
+        yield problem("give instanceTypes or instanceCategories, not both",
+                      f"pulumi config rm --path '{path}.instanceTypes' (categories let Karpenter pick the type)", key)
+    outside = [f for f in pool.instance_families if instance_types.category(f) not in pool.instance_categories]
+    if outside:
+        yield problem(f"{', '.join(outside)} is outside instanceCategories ({', '.join(pool.instance_categories)}), "
+                      "and Karpenter admits only families inside them: it would never launch",
+                      f"add category {instance_types.category(outside[0])} or remove the family", key)
+
+
+def _limits_hold_a_node(path: str, pool: NodePoolSettings) -> Iterator[Problem]:
+    """Karpenter launches no node that would take its pool past a limit: limits smaller than every
+    admitted instance type leave the pool empty and its pods pending forever."""
+    limits = pool.limits
+    admitted = instance_types.admitted(pool.instance_types, pool.instance_families, pool.instance_categories)
+    if limits is None or not admitted:
+        return  # the limits are reported missing above; types without figures fail the cost estimate
+    figures = instance_types.figures()
+    smallest = min(admitted, key=lambda t: (figures[t].gpus, figures[t].vcpu, figures[t].memory_gib, t))
+    spec = figures[smallest]
+    holds = f"the smallest instance type it admits, {smallest}, has {spec.vcpu} vCPUs, {spec.memory_gib}Gi " \
+            f"memory" + (f" and {spec.gpus} GPU{'s' if spec.gpus > 1 else ''}" if spec.gpus else "")
+    short: list[tuple[str, float, int, str]] = [("cpu", limits.cpu, spec.vcpu, str(spec.vcpu))]
+    if limits.memory is not None:
+        short.append(("memory", memory_bytes(limits.memory) / 2**30, spec.memory_gib, f"{spec.memory_gib}Gi"))
+    if limits.gpus is not None and spec.gpus:
+        short.append(("gpus", limits.gpus, spec.gpus, str(spec.gpus)))
+    for key, limit, needed, fix in short:
+        if limit < needed:
+            given = getattr(limits, key)
+            yield problem(f"{given} is less than one node, so Karpenter would launch nothing: {holds}",
+                          set_command(f"{path}.limits.{key}", fix) + " or more (a multiple of it: the nodes it "
+                          "may hold), or admit smaller types", f"{path}.limits.{key}")
 
 
 @cross_check("node_provisioner", "system_node_group")

@@ -102,6 +102,18 @@ def _instance_family(value: str) -> None:
                               "use an x86_64 family such as m7i, c7i or g6"))
 
 
+def _instance_category(value: str) -> None:
+    if value not in instance_types.known_categories():
+        suggestion = instance_types.closest_category(value)
+        raise Invalid(problem(
+            f"'{value}' is not an EC2 instance category" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
+            f"use '{suggestion}'" if suggestion else "use a category such as c, m or r (the letters before the "
+                                                     "generation in m7i)"))
+    if value in instance_types.GPU_CATEGORIES:
+        raise Invalid(problem(f"'{value}' is a GPU category: a CPU pool would launch GPU instances from it",
+                              "use CPU categories such as c, m or r; a GPU pool takes instanceFamilies"))
+
+
 def _instance_type(value: str) -> None:
     if not instance_types.is_known(value):
         suggestion = instance_types.closest(value)
@@ -203,6 +215,7 @@ EmailAddress = Annotated[str, matching(EMAIL_PATTERN, "'{value}' is not an email
                                        "write it like oncall@example.com")]
 InstanceTypeName = Annotated[str, checked(_instance_type)]
 InstanceFamilyName = Annotated[str, checked(_instance_family)]
+InstanceCategoryName = Annotated[str, checked(_instance_category)]
 Duration = Annotated[str, checked(_duration)]
 DurationOrNever = Annotated[str, checked(_duration_or_never)]
 Ipv4Cidr = Annotated[str, checked(_ipv4_cidr)]

@@ -25,6 +25,7 @@ from infra.settings.fields import (
     EmailAddress,
     HostedZoneId,
     Hostname,
+    InstanceCategoryName,
     InstanceFamilyName,
     InstanceTypeName,
     Ipv4Cidr,
@@ -76,7 +77,7 @@ def raise_if(problems: list[Problem]) -> None:
 
 # Keys of a pool that only one provisioner reads (config spelling): the other refuses them.
 NODE_GROUP_KEYS = ("minSize", "maxSize", "desiredSize", "maxUnavailablePercentage")
-KARPENTER_KEYS = ("instanceFamilies", "limits", "disruption")
+KARPENTER_KEYS = ("instanceCategories", "instanceFamilies", "limits", "disruption")
 # What Karpenter does to a pool's idle nodes, by kind: a CPU node is replaced in a minute, so it goes
 # as soon as its pods fit elsewhere; a GPU node takes minutes to boot and load a model, so it goes
 # only once empty, and after a longer wait (https://karpenter.sh/v1.14/concepts/disruption/).
@@ -106,13 +107,20 @@ class DisruptionSettings(ConfigModel):
         None, description="How long a node stays empty or underused before consolidation removes it; default 5m "
                           "on CPU pools, 30m on GPU pools (slow to start and to load a model).")
     budget_percent: int = Field(
-        10, ge=1, le=100, description="Share of the pool's nodes (rounded up) that may be disrupted at once, by "
-                                      "consolidation, drift or expiry.")
+        10, ge=1, le=100, description="Share of the pool's nodes (rounded up) that consolidation (empty or "
+                                      "underutilized nodes) and drift (e.g. a new AMI alias) may disrupt at once. "
+                                      "It does not hold back expiry (expireAfter): Karpenter v1 budgets cover only "
+                                      "the Underutilized, Empty and Drifted reasons.")
     expire_after: DurationOrNever = Field(
-        "720h", description="Age at which a node is replaced (it picks up patches), or Never.")
+        "720h", description="Age at which a node is replaced, or Never. Default 720h, Karpenter's own: no node "
+                            "outlives a month of kernel and kubelet patches. Expiry is forced: no budget holds it "
+                            "back, nodes launched together expire together, and after terminationGracePeriod their "
+                            "pods are deleted whatever their PodDisruptionBudgets say. AMI updates come through "
+                            "drift when the pinned alias changes, which budgets do cover; set Never to rely on "
+                            "drift alone.")
     termination_grace_period: Duration = Field(
-        "1h", description="How long a draining node waits for its pods (disruption budgets included) before it "
-                          "is terminated anyway.")
+        "1h", description="How long a draining node waits for its pods (their PodDisruptionBudgets and "
+                          "do-not-disrupt included) before it is terminated anyway, its pods deleted regardless.")
 
 
 class NodePoolSettings(ConfigModel):
@@ -121,10 +129,14 @@ class NodePoolSettings(ConfigModel):
 
     instance_types: list[InstanceTypeName] = Field(
         [], description="EC2 instance types, x86_64. Required for a managed node group; a Karpenter pool takes "
-                        "these or instanceFamilies.")
+                        "these, or instanceFamilies and/or instanceCategories.")
     instance_families: list[InstanceFamilyName] = Field(
         [], description="Karpenter: EC2 instance families (m7i, c7i, g6...); Karpenter picks the size pending pods "
                         "need. Instead of instanceTypes.")
+    instance_categories: list[InstanceCategoryName] = Field(
+        [], description="Karpenter, CPU pools: EC2 instance categories (c, m, r...; the NodePool's "
+                        "karpenter.k8s.aws/instance-category): alone, every x86_64 family of those categories; "
+                        "with instanceFamilies, the families among them. Instead of instanceTypes.")
     gpu: bool = Field(False, description="NVIDIA GPU pool: GPU AMI, taint and accelerator label. Never guessed.")
     capacity_type: Literal["ON_DEMAND", "SPOT"] = Field(
         "ON_DEMAND", description="How instances are bought; SPOT is cheaper but can be reclaimed. On a Karpenter pool "

@@ -41,6 +41,13 @@ for _tag in ("!Sub", "!GetAtt", "!Ref"):
                                     if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node))
 
 
+def outputs_of(synthesis: Synthesis, record: ResourceRecord) -> dict[str, Any]:
+    """What the mocks reported for a resource (its physical name, ARN, computed fields)."""
+    from review.mocks import RecordingMocks
+
+    return RecordingMocks(synthesis.one("pulumi:providers:aws").inputs["region"]).outputs_of(record)
+
+
 def reference_template() -> dict[str, Any]:
     from tests.support.shared import reference_file
 
@@ -147,8 +154,9 @@ def test_controller_runs_on_the_system_node_group_cluster_critical_spread_over_z
     assert pod["nodeSelector"][POOL_LABEL] == "system"
     assert pod["priorityClassName"] == "system-cluster-critical"
     assert deployment["spec"]["replicas"] == 2
-    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
-        "topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    # Hard over zones (the chart's default): a soft spread would let both replicas share a zone.
+    assert [(c["topologyKey"], c["whenUnsatisfiable"]) for c in pod["topologySpreadConstraints"]] == [
+        ("topology.kubernetes.io/zone", "DoNotSchedule")]
     # Never on a node it manages, and its two replicas never on one node (the chart's affinity, kept).
     (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"} in term["matchExpressions"]
@@ -189,7 +197,8 @@ def test_controller_service_account_is_the_one_its_pod_identity_names(stack: str
     assert deployment["metadata"]["namespace"] == association["namespace"]
     assert pod_spec(deployment)["serviceAccountName"] == association["serviceAccount"]
     role = synthesis.one("aws:iam/role:Role", "karpenter-controller")
-    assert association["roleArn"].endswith("/" + role.name) or role.name in association["roleArn"]
+    assert association["roleArn"] == outputs_of(synthesis, role)["arn"]
+    assert association["roleArn"] != outputs_of(synthesis, synthesis.one("aws:iam/role:Role", "karpenter-node"))["arn"]
     assert association["clusterName"] == cluster_name(synthesis)
 
 
@@ -225,8 +234,7 @@ def test_controller_policy_is_scoped_like_the_template(stack: str) -> None:
             assert ":*:" not in resource, f"{statement['Sid']}: {resource} is any account's"
     node_role = synthesis.one("aws:iam/role:Role", "karpenter-node")
     (passing,) = [s for s in controller_statements(synthesis) if s["Sid"] == "AllowPassingInstanceRole"]
-    assert passing["Resource"] == f"arn:aws:iam::123456789012:role/{node_role.name}" or \
-        node_role.name in passing["Resource"]
+    assert passing["Resource"] == outputs_of(synthesis, node_role)["arn"]
     owned = [s for s in controller_statements(synthesis) if "Condition" in s and any(
         f"kubernetes.io/cluster/{cluster}" in key for condition in s["Condition"].values() for key in condition)]
     assert len(owned) >= 8
@@ -261,9 +269,14 @@ def test_the_templates_five_event_rules_feed_the_queue(stack: str) -> None:
     assert sorted(json.dumps(json.loads(rule.inputs["eventPattern"]), sort_keys=True) for rule in rules) == expected
     queue = synthesis.one("aws:sqs/queue:Queue", "karpenter-interruption")
     targets = synthesis.of_type("aws:cloudwatch/eventTarget:EventTarget")
-    assert sorted(t.inputs["rule"] for t in targets) == sorted(r.inputs.get("name", r.name) for r in rules) or \
-        len(targets) == len(rules)
-    assert all(queue.urn in t.property_dependencies.get("arn", []) for t in targets)
+    # Each rule has exactly one target, which names that rule (its value and its dependency) and the queue.
+    by_rule = Counter(urn for t in targets for urn in t.property_dependencies.get("rule", []))
+    assert by_rule == Counter(r.urn for r in rules)
+    for target in targets:
+        (rule,) = [r for r in rules if [r.urn] == target.property_dependencies["rule"]]
+        assert target.inputs["rule"] == outputs_of(synthesis, rule)["name"], target.name
+        assert target.inputs["arn"] == outputs_of(synthesis, queue)["arn"], target.name
+        assert target.property_dependencies["arn"] == [queue.urn], target.name
 
 
 # -- nodes: role, access entry, discovery ---------------------------------------------------------------
@@ -273,7 +286,7 @@ def test_node_classes_use_the_role_that_has_the_ec2_linux_access_entry(stack: st
     (entry,) = [e for e in synthesis.of_type("aws:eks/accessEntry:AccessEntry") if e.inputs.get("type") == "EC2_LINUX"]
     role = synthesis.by_urn(entry.property_dependencies["principalArn"][0])
     assert role.type == "aws:iam/role:Role"
-    assert entry.inputs["principalArn"].endswith(f":role/{role.name}") or role.name in entry.inputs["principalArn"]
+    assert entry.inputs["principalArn"] == outputs_of(synthesis, role)["arn"]
     assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
     classes = synthesis.objects("EC2NodeClass")
     assert classes and all(entry.inputs["principalArn"].endswith(f":role/{c.inputs['spec']['role']}")
@@ -284,26 +297,50 @@ def _tags_of(record: ResourceRecord) -> dict[str, str]:
     return dict(record.inputs.get("tags") or {})
 
 
-def test_node_class_selectors_match_tags_really_declared(stack: str) -> None:
-    """The subnet selector finds exactly the private subnets; the security-group selector the cluster
-    security group, which nodes carry: both through tags the program declares."""
-    synthesis = synthesized(stack)
+def selector_problems(synthesis: Synthesis) -> list[str]:
+    """Where a node class's selectors miss: the subnet selector must find exactly the private subnets,
+    the security-group selector exactly the cluster security group (which nodes carry), each through
+    tags the program declares. The cluster's group is an output: the one the mocks reported for the
+    cluster, and the Tag must take it from the cluster (its dependency)."""
     private = set(synthesis.outputs["privateSubnetIds"])
     subnets = synthesis.of_type("aws:ec2/subnet:Subnet")
-    security_group = synthesis.one("aws:eks/cluster:Cluster")
-    tagged_groups = {r.inputs["resourceId"]: {r.inputs["key"]: r.inputs["value"]}
-                     for r in synthesis.of_type("aws:ec2/tag:Tag")}
-    group_id = security_group.inputs.get("vpcConfig", {}).get("clusterSecurityGroupId")
+    cluster = synthesis.one("aws:eks/cluster:Cluster")
+    group_id = outputs_of(synthesis, cluster)["vpcConfig"]["clusterSecurityGroupId"]
+    tags = synthesis.of_type("aws:ec2/tag:Tag")
+    found_problems = []
     for node_class in synthesis.objects("EC2NodeClass"):
         spec = node_class.inputs["spec"]
         (subnet_term,) = spec["subnetSelectorTerms"]
         found = {s.id for s in subnets if subnet_term["tags"].items() <= _tags_of(s).items()}
-        assert found == private, node_class.name
+        if found != private:
+            found_problems.append(f"{node_class.name}: subnets {sorted(found)} are not the private {sorted(private)}")
         (group_term,) = spec["securityGroupSelectorTerms"]
-        matching = [resource_id for resource_id, tags in tagged_groups.items()
-                    if group_term["tags"].items() <= tags.items()]
-        assert matching and (group_id is None or matching == [group_id]), node_class.name
-        assert subnet_term["tags"] == {DISCOVERY_TAG: cluster_name(synthesis)}
+        matching = [t for t in tags if group_term["tags"].items() <= {t.inputs["key"]: t.inputs["value"]}.items()]
+        if [(t.inputs["resourceId"], t.property_dependencies.get("resourceId")) for t in matching] != [
+                (group_id, [cluster.urn])]:
+            found_problems.append(f"{node_class.name}: security groups tagged {group_term['tags']} are "
+                                  f"{[t.inputs['resourceId'] for t in matching]}, not the cluster's {group_id}")
+        if subnet_term["tags"] != {DISCOVERY_TAG: cluster_name(synthesis)}:
+            found_problems.append(f"{node_class.name}: subnet selector {subnet_term['tags']}")
+    return found_problems
+
+
+def test_node_class_selectors_match_tags_really_declared(stack: str) -> None:
+    assert selector_problems(synthesized(stack)) == []
+
+
+def test_the_selector_check_fails_when_the_tag_goes_elsewhere() -> None:
+    """The cross-check above can fail: the discovery tag on another security group (the node group's
+    launch template's, say) or on no cluster output at all is reported."""
+    synthesis = synthesized("dev")
+    (tag,) = [t for t in synthesis.of_type("aws:ec2/tag:Tag") if t.inputs["key"] == DISCOVERY_TAG]
+    other = synthesis.of_type("aws:ec2/securityGroup:SecurityGroup")
+    tag.inputs["resourceId"] = other[0].id if other else "sg-0123456789abcdef0"
+    assert selector_problems(synthesis)
+    synthesis = synthesized("dev")
+    (tag,) = [t for t in synthesis.of_type("aws:ec2/tag:Tag") if t.inputs["key"] == DISCOVERY_TAG]
+    tag.property_dependencies["resourceId"] = []
+    assert selector_problems(synthesis)
 
 
 # -- EC2NodeClass and NodePool ---------------------------------------------------------------------------
@@ -336,16 +373,17 @@ def test_node_pools_follow_their_config(stack: str) -> None:
         spec = synthesis.object("NodePool", name).inputs["spec"]
         template = spec["template"]
         requirements = {r["key"]: r["values"] for r in template["spec"]["requirements"]}
-        if pool.instance_families:
-            assert requirements["karpenter.k8s.aws/instance-family"] == pool.instance_families
-        else:
-            assert requirements["node.kubernetes.io/instance-type"] == pool.instance_types
+        assert requirements.get("karpenter.k8s.aws/instance-category", []) == pool.instance_categories
+        assert requirements.get("karpenter.k8s.aws/instance-family", []) == pool.instance_families
+        assert requirements.get("node.kubernetes.io/instance-type", []) == pool.instance_types
         assert requirements["karpenter.sh/capacity-type"] == (
             ["spot", "on-demand"] if pool.capacity_type == "SPOT" else ["on-demand"])
         assert template["metadata"]["labels"][POOL_LABEL] == name
         assert template["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": name}
         assert pool.limits is not None
         assert spec["limits"]["cpu"] == str(pool.limits.cpu)
+        assert pool.limits.memory is not None, f"{stack} {name}: the committed pools limit memory too"
+        assert spec["limits"]["memory"] == pool.limits.memory
         disruption = spec["disruption"]
         assert disruption["budgets"] == [{"nodes": f"{pool.disruption.budget_percent}%"}]
         assert template["spec"]["expireAfter"] == pool.disruption.expire_after
@@ -386,6 +424,26 @@ def test_disruption_and_families_come_from_config() -> None:
         gpu["template"]["spec"]["requirements"]
     assert gpu["template"]["metadata"]["labels"][ACCELERATOR_LABEL] == "nvidia-l4"
     assert gpu["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+
+
+def test_instance_categories_reach_the_node_pool_beside_families() -> None:
+    from review.cost import node_pool_instance_types
+
+    pools = {"cpu": {"instanceCategories": ["c", "m"], "instanceFamilies": ["m7i"], "limits": {"cpu": 16}},
+             "gpu": {"instanceTypes": ["g5.xlarge"], "gpu": True, "limits": {"cpu": 8, "gpus": 2}}}
+    synthesis = synthesized_with("dev", {"nodePools": pools})
+    cpu = synthesis.object("NodePool", "cpu").inputs["spec"]
+    requirements = cpu["template"]["spec"]["requirements"]
+    assert {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m"]} in requirements
+    assert {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": ["m7i"]} in requirements
+    assert not [r for r in requirements if r["key"] == "node.kubernetes.io/instance-type"]
+    region = synthesis.one("pulumi:providers:aws").inputs["region"]
+    # Both requirements hold: the families among the categories; categories alone admit all their families.
+    assert {t.split(".")[0] for t in node_pool_instance_types(cpu, region)} == {"m7i"}
+    alone = {"template": {"spec": {"requirements": [
+        {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c"]}]}}}
+    assert {t.split(".")[0] for t in node_pool_instance_types(alone, region)} == {"c7i"}
+    assert synthesis.outputs["nodePools"]["cpu"]["instanceCategories"] == ["c", "m"]
 
 
 def test_node_pools_wait_for_the_controller_and_its_crds(stack: str) -> None:

@@ -377,15 +377,17 @@ ESTIMATE_PROD = [
 ]
 
 
-# dev with Karpenter: the system node group always on (2 x m7i.large); the CPU pool from nothing to its
+# dev with Karpenter: the system node group always on (2 x m7i.large); the CPU pool from the node the
+# model's one minimum replica needs (500m, 512Mi: the cheapest admitted type, m6i.large on spot) to its
 # limits (cpu 8, memory 32Gi: 4 x m7i.large, as dear as 2 x xlarge or 1 x 2xlarge, the most volumes);
 # the GPU pool to 1 x g5.xlarge (cpu 4); each node's 50 GB root volume; SQS and EventBridge free.
 ESTIMATE_DEV_KARPENTER = [
     ('EKS control plane', 73.0, 73.0, '1 cluster x $0.1/h (standard support)'),
     ('EC2: pool system (on-demand)', 147.168, 147.168, '2..2 x m7i.large at $0.1008..$0.1008/h'),
     ('EBS: node root volumes (gp3)', 8.0, 8.0, '100..100 GB x $0.08/GB-month'),
-    ('EC2: Karpenter pool cpu', 0.0, 294.336, '0..4 x m7i.large at $0.1008/h on demand (limits cpu 8, memory 32Gi)'),
-    ('EBS: Karpenter pool cpu root volumes (gp3)', 0.0, 16.0, '0..200 GB x $0.08/GB-month'),
+    ('EC2: Karpenter pool cpu', 29.2, 294.336, '1 x m6i.large at $0.04/h spot (minimum replicas: 1 model-server) '
+                                              '.. 4 x m7i.large at $0.1008/h on demand (limits cpu 8, memory 32Gi)'),
+    ('EBS: Karpenter pool cpu root volumes (gp3)', 4.0, 16.0, '50..200 GB x $0.08/GB-month'),
     ('EC2: Karpenter pool gpu', 0.0, 734.38,
      '0..1 x g5.xlarge at $1.006/h on demand (limits cpu 4, memory 16Gi, nvidia.com/gpu 1)'),
     ('EBS: Karpenter pool gpu root volumes (gp3)', 0.0, 4.0, '0..50 GB x $0.08/GB-month'),
@@ -543,11 +545,13 @@ def test_the_estimate_as_text_and_markdown_word_for_word(stack: str, text: list[
 def test_a_karpenter_stacks_range_says_what_its_ends_assume() -> None:
     result = estimate(synthesized("prod"))
     assert cost.cost_text(result).splitlines()[-1] == (
-        "  minimum: the system node group only (Karpenter pools empty); maximum: every Karpenter pool filled "
-        "to its limits, on demand")
+        "  minimum: the system node group, and in each Karpenter pool the nodes its workloads' minimum replicas "
+        "need (packed, DaemonSets aside; other pools empty); maximum: every Karpenter pool filled to its limits, "
+        "on demand")
     assert cost.cost_markdown(result).splitlines()[-1] == (
-        "Minimum: the system node group only (Karpenter pools empty). Maximum: every Karpenter pool filled to "
-        "its limits, on demand.")
+        "Minimum: the system node group, and in each Karpenter pool the nodes its workloads' minimum replicas "
+        "need (packed, DaemonSets aside; other pools empty). Maximum: every Karpenter pool filled to its limits, "
+        "on demand.")
     items = {item.item: item for item in result.items}
     # prod's GPU pool: limits gpus 4, cpu 32 → 4 x g5.2xlarge (8 vCPUs, 1 GPU each) on demand.
     g5 = price_table()["regions"]["eu-west-1"]["ec2"]["g5.2xlarge"]["onDemandHour"]
@@ -555,3 +559,18 @@ def test_a_karpenter_stacks_range_says_what_its_ends_assume() -> None:
         0, pytest.approx(4 * g5 * 730))
     m7i = price_table()["regions"]["eu-west-1"]["ec2"]["m7i.xlarge"]["onDemandHour"]
     assert items["EC2: pool system (on-demand)"].minimum == pytest.approx(3 * m7i * 730)
+    # prod's model: minReplicas 3 of 2 CPUs each on the on-demand CPU pool (m7i): 6 CPUs packed need one
+    # m7i.2xlarge (8 vCPUs, ~7.9 allocatable), as cheap as two xlarges; an m7i.large holds none (2 vCPUs).
+    m7i_2x = price_table()["regions"]["eu-west-1"]["ec2"]["m7i.2xlarge"]["onDemandHour"]
+    assert items["EC2: Karpenter pool cpu"].minimum == pytest.approx(m7i_2x * 730)
+
+
+def test_the_karpenter_floor_follows_the_models_min_replicas() -> None:
+    """More minimum replicas, more always-on nodes on the model's pool."""
+    def floor(overrides: dict[str, object]) -> tuple[float, str]:
+        items = {i.item: i for i in estimate(synthesized_with("dev", overrides)).items}
+        return items["EC2: Karpenter pool cpu"].minimum, items["EC2: Karpenter pool cpu"].basis
+
+    one, _ = floor({"modelService": {"replicas": 1, "minReplicas": 1, "maxReplicas": 8}})
+    eight, basis = floor({"modelService": {"replicas": 8, "minReplicas": 8, "maxReplicas": 8}})
+    assert 0 < one < eight and "(minimum replicas: 8 model-server)" in basis

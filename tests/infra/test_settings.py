@@ -588,7 +588,7 @@ def karpenter_pools(**changes: dict[str, Any]) -> dict[str, Any]:
         "nodePools.cpu.limits": "is required: a Karpenter pool grows until it reaches its limits / "
                                 "pulumi config set --path 'nodePools.cpu.limits.cpu' 16"}),
     ({"nodePools": {"cpu": {"limits": {"cpu": 8}}}}, {
-        "nodePools.cpu": "needs instanceTypes or instanceFamilies / "
+        "nodePools.cpu": "needs instanceTypes, instanceFamilies or instanceCategories / "
                          "pulumi config set --path 'nodePools.cpu.instanceFamilies[0]' m7i"}),
     ({"nodePools": karpenter_pools(gpu={"limits": {"cpu": 4}})}, {
         "nodePools.gpu.limits.gpus": "is required on a GPU pool: its GPUs are what it costs / "
@@ -627,6 +627,42 @@ def karpenter_pools(**changes: dict[str, Any]) -> dict[str, Any]:
         "nodePools.cpu.disruption.consolidationPolicy":
             "Input should be 'WhenEmptyOrUnderutilized', 'WhenEmpty' or 'Balanced' (got 'Sometimes') / "
             "pulumi config set --path 'nodePools.cpu.disruption.consolidationPolicy' <valid value>"}),
+    # Limits smaller than one node of every admitted type: the pool could never launch.
+    ({"nodePools": karpenter_pools(cpu={"limits": {"cpu": 1}})}, {
+        "nodePools.cpu.limits.cpu": "1 is less than one node, so Karpenter would launch nothing: the smallest "
+                                    "instance type it admits, m7i.large, has 2 vCPUs, 8Gi memory / pulumi config set "
+                                    "--path 'nodePools.cpu.limits.cpu' 2 or more (a multiple of it: the nodes it may "
+                                    "hold), or admit smaller types"}),
+    ({"nodePools": karpenter_pools(cpu={"limits": {"cpu": 8, "memory": "4Gi"}})}, {
+        "nodePools.cpu.limits.memory": "4Gi is less than one node, so Karpenter would launch nothing: the smallest "
+                                       "instance type it admits, m7i.large, has 2 vCPUs, 8Gi memory / pulumi config "
+                                       "set --path 'nodePools.cpu.limits.memory' 8Gi or more (a multiple of it: the "
+                                       "nodes it may hold), or admit smaller types"}),
+    ({"nodePools": karpenter_pools(gpu={"instanceTypes": ["g5.2xlarge"], "limits": {"cpu": 4, "gpus": 1}})}, {
+        "nodePools.gpu.limits.cpu": "4 is less than one node, so Karpenter would launch nothing: the smallest "
+                                    "instance type it admits, g5.2xlarge, has 8 vCPUs, 32Gi memory and 1 GPU / "
+                                    "pulumi config set --path 'nodePools.gpu.limits.cpu' 8 or more (a multiple of it: "
+                                    "the nodes it may hold), or admit smaller types"}),
+    # Instance categories: known, CPU only, around the families they are given with.
+    ({"nodePools": karpenter_pools(cpu={"instanceCategories": ["q"]})}, {
+        "nodePools.cpu.instanceCategories[0]": "'q' is not an EC2 instance category / use a category such as c, m "
+                                               "or r (the letters before the generation in m7i)"}),
+    ({"nodePools": karpenter_pools(cpu={"instanceCategories": ["g"]})}, {
+        "nodePools.cpu.instanceCategories[0]": "'g' is a GPU category: a CPU pool would launch GPU instances from it "
+                                               "/ use CPU categories such as c, m or r; a GPU pool takes "
+                                               "instanceFamilies"}),
+    ({"nodePools": karpenter_pools(cpu={"instanceCategories": ["c"]})}, {
+        "nodePools.cpu.instanceCategories": "m7i is outside instanceCategories (c), and Karpenter admits only "
+                                            "families inside them: it would never launch / add category m or remove "
+                                            "the family"}),
+    ({"nodePools": karpenter_pools(cpu={"instanceTypes": ["m7i.large"], "instanceFamilies": [],
+                                        "instanceCategories": ["m"]})}, {
+        "nodePools.cpu.instanceCategories": "give instanceTypes or instanceCategories, not both / pulumi config rm "
+                                            "--path 'nodePools.cpu.instanceTypes' (categories let Karpenter pick the "
+                                            "type)"}),
+    ({"nodePools": karpenter_pools(gpu={"instanceCategories": ["c"]})}, {
+        "nodePools.gpu.instanceCategories": "a GPU pool takes GPU families (one accelerator model), not categories "
+                                            "/ pulumi config rm --path 'nodePools.gpu.instanceCategories'"}),
     ({"systemPool": {"size": 1}}, {
         "systemPool.size": "Input should be greater than or equal to 2 (got 1) / "
                            "pulumi config set --path 'systemPool.size' <valid value>"}),
@@ -648,6 +684,13 @@ def karpenter_pools(**changes: dict[str, Any]) -> dict[str, Any]:
 ])
 def test_each_karpenter_problem_reads_exactly(overrides: dict[str, Any], expected: dict[str, str]) -> None:
     assert problems("dev", **overrides) == expected
+
+
+def test_instance_categories_combine_with_families_or_stand_alone() -> None:
+    for cpu in ({"instanceCategories": ["m", "c"]}, {"instanceCategories": ["m"], "instanceFamilies": ["m7i"]},
+                {"instanceFamilies": [], "instanceCategories": ["c"]}):
+        settings = load("dev", nodePools=karpenter_pools(cpu=cpu))
+        assert settings.node_pools["cpu"].instance_categories == cpu["instanceCategories"]
 
 
 def test_the_committed_stacks_are_karpenter_stacks() -> None:

@@ -43,8 +43,9 @@ def karpenter_nodes(synthesis: Synthesis) -> list[Node]:
         requirements = {r["key"]: r["values"] for r in template["spec"]["requirements"] if r["operator"] == "In"}
         fitting = [t for t in node_pool_instance_types(spec, region) if nodes_within_limits(spec["limits"],
                                                                                             instance_spec(t)) >= 1]
-        if not fitting:
-            continue  # limits below one node: the pool can launch nothing
+        # Config validation refuses limits below one node (infra/settings/checks.py): a pool that can
+        # launch nothing here is a defect, never a pool to skip.
+        assert fitting, f"NodePool {name} admits no instance type within its limits {spec['limits']}"
         largest = max(fitting, key=lambda t: (instance_spec(t).gpus, instance_spec(t).vcpu,
                                               instance_spec(t).memory_gib))
         labels = {
