@@ -486,7 +486,7 @@ def test_node_monitoring_agent_is_installed_with_the_other_add_ons(stack: str) -
 
 # main before Karpenter: the last program whose workload pools were managed node groups only. Move it
 # forward (with AUTOSCALED in tests/support/stacks.py) only when cluster-autoscaler stacks are meant to change.
-BEFORE_KARPENTER = "5b1fe2fb46f39362d5856ab4c66c5ec0b77e0b06"
+BEFORE_KARPENTER = "745407512662276794175a051ea4467fb073f439"
 # What node health adds to every stack, whichever the provisioner (issue 19): repair of managed node
 # groups, the agent whose conditions it acts on, and a model disruption budget pinned to count loading
 # pods as unavailable (IfHealthyBudget, the API's default when unset: no behaviour changes).
