@@ -104,6 +104,18 @@ class Runtime(ABC):
                    for spec in [*self.inputs, *self.outputs.values()])
 
 
+def classifier_outputs(raw: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+    """A tree classifier's outputs from its raw prediction: each class's probability per row, or a
+    binary model's positive-class probability alone."""
+    probabilities = np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
+    results: dict[str, np.ndarray] = {}
+    if "predict" in outputs:
+        results["predict"] = np.argmax(probabilities, axis=1).astype(np.int64)
+    if "predict_proba" in outputs:
+        results["predict_proba"] = probabilities
+    return results
+
+
 def cpu_only(kind: str, why: str, device: str) -> tuple[Device, str]:
     """The device of a runtime that has no GPU support: refuse MODEL_DEVICE=cuda, saying why."""
     if device == "cuda":

@@ -30,7 +30,16 @@ import lightgbm as lgb
 import numpy as np
 
 from model_server.errors import ModelLoadError
-from model_server.runtimes.base import Inputs, InputSpec, LoadOptions, Runtime, TensorSpec, cpu_only, in_child
+from model_server.runtimes.base import (
+    Inputs,
+    InputSpec,
+    LoadOptions,
+    Runtime,
+    TensorSpec,
+    classifier_outputs,
+    cpu_only,
+    in_child,
+)
 
 INPUT = "input-0"
 HEADER = b"tree\n"  # the first line of every text model (gbdt.cpp, GBDT::SaveModelToString)
@@ -99,13 +108,7 @@ class LightGBMRuntime(Runtime):
         raw = self._raw(inputs[INPUT])
         if not self.classifier:
             return {"predict": raw}
-        probabilities = np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
-        results: dict[str, np.ndarray] = {}
-        if "predict" in outputs:
-            results["predict"] = np.argmax(probabilities, axis=1).astype(np.int64)
-        if "predict_proba" in outputs:
-            results["predict_proba"] = probabilities
-        return results
+        return classifier_outputs(raw, outputs)
 
     def warm_up(self) -> None:
         self.num_threads = self.threads

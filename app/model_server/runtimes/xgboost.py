@@ -45,6 +45,7 @@ from model_server.runtimes.base import (
     LoadOptions,
     Runtime,
     TensorSpec,
+    classifier_outputs,
     gpu_absent,
     in_child,
     library_message,
@@ -187,13 +188,7 @@ class XGBoostRuntime(Runtime):
             return {"predict": raw.astype(np.int64)}
         if self.objective not in ("binary:logistic", "multi:softprob"):
             return {"predict": raw}
-        probabilities = np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
-        results: dict[str, np.ndarray] = {}
-        if "predict" in outputs:
-            results["predict"] = np.argmax(probabilities, axis=1).astype(np.int64)
-        if "predict_proba" in outputs:
-            results["predict_proba"] = probabilities
-        return results
+        return classifier_outputs(raw, outputs)
 
     def warm_up(self) -> None:
         self.nthread = self.threads
