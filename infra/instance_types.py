@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 # The SDK's enum lists every EC2 instance type (about 1,400) and ships offline; importing
 # just the enum module keeps settings validation fast (pulumi_aws.ec2 itself is large).
@@ -42,7 +40,6 @@ NVIDIA_GPU_FAMILIES: dict[str, str] = {
 # Arm families whose names do not follow the 'g' attribute convention below.
 ARM64_FAMILIES = frozenset({"p6e-gb200"})
 
-PRICES_FILE = Path(__file__).resolve().parent.parent / "review" / "prices.json"
 _FAMILY_PATTERN = re.compile(r"^(?P<series>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z]*)(-[a-z0-9]+)?$")
 
 
@@ -105,21 +102,30 @@ class Figures:
     gpus: int
 
 
-@cache
-def figures() -> dict[str, Figures]:
-    """What each instance type the repository knows holds: the price table's `instanceTypes`
-    (review/prices.json), the same figures the cost estimate and the scheduling simulation use."""
-    table = json.loads(PRICES_FILE.read_text())["instanceTypes"]
-    return {name: Figures(int(spec["vcpu"]), int(spec["memoryGib"]), int(spec["gpus"]))
-            for name, spec in table.items() if isinstance(spec, dict)}
+# What each instance type the repository prices holds (https://aws.amazon.com/ec2/instance-types/):
+# Karpenter pools' limits are checked against them, the cost estimate fills the limits with them, and
+# the tests schedule pods onto them. A type missing here is one review/prices.json does not price either.
+FIGURES: dict[str, Figures] = {
+    "c7i.2xlarge": Figures(8, 16, 0),
+    "c7i.large": Figures(2, 4, 0),
+    "g4dn.xlarge": Figures(4, 16, 1),
+    "g5.2xlarge": Figures(8, 32, 1),
+    "g5.xlarge": Figures(4, 16, 1),
+    "g6.xlarge": Figures(4, 16, 1),
+    "m6i.large": Figures(2, 8, 0),
+    "m6i.xlarge": Figures(4, 16, 0),
+    "m7i.2xlarge": Figures(8, 32, 0),
+    "m7i.large": Figures(2, 8, 0),
+    "m7i.xlarge": Figures(4, 16, 0),
+}
 
 
 def admitted(types: list[str], families: list[str], categories: list[str]) -> list[str]:
     """The instance types with known figures a pool admits: its explicit types, or those of its
     families and categories (both apply when both are given, as Karpenter ANDs requirements)."""
     if types:
-        return [t for t in types if t in figures()]
-    return sorted(t for t in figures() if (not families or family(t) in families)
+        return [t for t in types if t in FIGURES]
+    return sorted(t for t in FIGURES if (not families or family(t) in families)
                   and (not categories or category(t) in categories))
 
 

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.instance_types import category
+from infra.instance_types import FIGURES, Figures, category
 from review.records import ResourceRecord, Synthesis
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
@@ -86,21 +86,12 @@ def _instance_hour(region: str, instance_type: str, capacity_type: str) -> float
     return float(ec2[instance_type]["spotHour" if capacity_type == "SPOT" else "onDemandHour"])
 
 
-@dataclass(frozen=True)
-class InstanceSpec:
-    vcpu: int
-    memory_gib: int
-    gpus: int
-
-
-def instance_spec(instance_type: str) -> InstanceSpec:
-    """What an instance type holds, from the price table's `instanceTypes`."""
-    specs = price_table()["instanceTypes"]
-    if instance_type not in specs:
-        raise PriceError(f"no vCPU/memory/GPU figures for {instance_type} in {PRICES_FILE.name}: add it to "
-                         "instanceTypes")
-    spec = specs[instance_type]
-    return InstanceSpec(int(spec["vcpu"]), int(spec["memoryGib"]), int(spec["gpus"]))
+def instance_spec(instance_type: str) -> Figures:
+    """What an instance type holds (infra/instance_types.py)."""
+    if instance_type not in FIGURES:
+        raise PriceError(f"no vCPU/memory/GPU figures for {instance_type} in infra/instance_types.py: add it to "
+                         "FIGURES")
+    return FIGURES[instance_type]
 
 
 def node_pool_instance_types(spec: dict[str, Any], region: str) -> list[str]:
@@ -138,7 +129,7 @@ def _quantity_gib(quantity: str) -> float:
     return float(quantity) / 2**30
 
 
-def nodes_within_limits(limits: dict[str, str], spec: InstanceSpec) -> int:
+def nodes_within_limits(limits: dict[str, str], spec: Figures) -> int:
     """How many nodes of one instance type fit in a NodePool's limits: Karpenter launches none that
     would take the pool past any of them."""
     bounds = [int(float(limits["cpu"]) // spec.vcpu)]
@@ -155,7 +146,7 @@ def nodes_within_limits(limits: dict[str, str], spec: InstanceSpec) -> int:
 _RESERVED_MEMORY_GIB = (100 + 255 + 11 * 58) / 1024
 
 
-def _allocatable(spec: InstanceSpec) -> tuple[float, float, int]:
+def _allocatable(spec: Figures) -> tuple[float, float, int]:
     """cpu cores, memory GiB and GPUs a node of this type offers pods (before DaemonSets)."""
     cores, reserved = float(spec.vcpu), 0.0
     for width, share in ((1, 0.06), (1, 0.01), (2, 0.005), (float("inf"), 0.0025)):

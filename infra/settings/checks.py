@@ -168,7 +168,7 @@ def _limits_hold_a_node(path: str, pool: NodePoolSettings) -> Iterator[Problem]:
     admitted = instance_types.admitted(pool.instance_types, pool.instance_families, pool.instance_categories)
     if limits is None or not admitted:
         return  # the limits are reported missing above; types without figures fail the cost estimate
-    figures = instance_types.figures()
+    figures = instance_types.FIGURES
     smallest = min(admitted, key=lambda t: (figures[t].gpus, figures[t].vcpu, figures[t].memory_gib, t))
     spec = figures[smallest]
     holds = f"the smallest instance type it admits, {smallest}, has {spec.vcpu} vCPUs, {spec.memory_gib}Gi " \
