@@ -53,10 +53,6 @@ def known_families() -> frozenset[str]:
     return frozenset(family(instance_type) for instance_type in known_types())
 
 
-def is_known(instance_type: str) -> bool:
-    return instance_type in known_types()
-
-
 def closest(instance_type: str) -> str | None:
     """The known type an operator most likely meant (m7i.lagre → m7i.large)."""
     matches = difflib.get_close_matches(instance_type, known_types(), n=1, cutoff=0.75)

@@ -90,36 +90,33 @@ def _duration_or_never(value: str) -> None:
         _duration(value)
 
 
-def _instance_family(value: str) -> None:
-    if value not in instance_types.known_families():
-        suggestion = instance_types.closest_family(value)
+def _known(value: str, known: frozenset[str], closest: Callable[[str], str | None], noun: str, example: str) -> None:
+    if value not in known:
+        suggestion = closest(value)
         raise Invalid(problem(
-            f"'{value}' is not an EC2 instance family" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
-            f"use '{suggestion}'" if suggestion else "use a family such as m7i, c7i or g6 (the part of an instance "
-                                                    "type before the dot)"))
+            f"'{value}' is not an EC2 instance {noun}" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
+            f"use '{suggestion}'" if suggestion else f"use a {noun} such as {example}"))
+
+
+def _instance_family(value: str) -> None:
+    _known(value, instance_types.known_families(), instance_types.closest_family, "family",
+           "m7i, c7i or g6 (the part of an instance type before the dot)")
     if instance_types.is_arm64(value):
         raise Invalid(problem(f"'{value}' is an Arm (Graviton) family, but node pools run x86_64 AL2023 AMIs",
                               "use an x86_64 family such as m7i, c7i or g6"))
 
 
 def _instance_category(value: str) -> None:
-    if value not in instance_types.known_categories():
-        suggestion = instance_types.closest_category(value)
-        raise Invalid(problem(
-            f"'{value}' is not an EC2 instance category" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
-            f"use '{suggestion}'" if suggestion else "use a category such as c, m or r (the letters before the "
-                                                     "generation in m7i)"))
+    _known(value, instance_types.known_categories(), instance_types.closest_category, "category",
+           "c, m or r (the letters before the generation in m7i)")
     if value in instance_types.GPU_CATEGORIES:
         raise Invalid(problem(f"'{value}' is a GPU category: a CPU pool would launch GPU instances from it",
                               "use CPU categories such as c, m or r; a GPU pool takes instanceFamilies"))
 
 
 def _instance_type(value: str) -> None:
-    if not instance_types.is_known(value):
-        suggestion = instance_types.closest(value)
-        raise Invalid(problem(
-            f"'{value}' is not an EC2 instance type" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
-            f"use '{suggestion}'" if suggestion else "use a type such as m7i.large (aws ec2 describe-instance-types)"))
+    _known(value, instance_types.known_types(), instance_types.closest, "type",
+           "m7i.large (aws ec2 describe-instance-types)")
     if instance_types.is_arm64(value):
         raise Invalid(problem(f"'{value}' is an Arm (Graviton) type, but node pools run x86_64 AL2023 AMIs",
                               "use an x86_64 type such as m7i.large or g5.xlarge"))

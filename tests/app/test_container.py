@@ -144,6 +144,16 @@ def test_healthcheck_command_passes(image: str, container: str) -> None:
     assert docker("exec", container, *command, check=False).returncode == 0
 
 
+def serves_iris(container: str) -> str:
+    """The container's address, once it is ready and classifies one iris of each end of the range."""
+    address = container_address(container)
+    wait_ready(address)
+    status, answer = http_json(address, "POST", "/v1/models/iris:predict",
+                               {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    assert (status, answer) == (200, {"predictions": [0, 2]})
+    return address
+
+
 @pytest.mark.parametrize(("example", "artifact"), [("lightgbm", "model.txt"), ("onnx", "model.onnx")])
 def test_a_mounted_example_of_another_runtime_is_served(image: str, example: str, artifact: str) -> None:
     """LightGBM needs the image's libgomp1; ONNX Runtime its own library, with its telemetry off."""
@@ -153,13 +163,9 @@ def test_a_mounted_example_of_another_runtime_is_served(image: str, example: str
                   "-e", "MODEL_WORKERS=1", "-e", f"MODEL_PATH=/models/{artifact}", "-e", f"MODEL_SHA256={pin}",
                   image).stdout.strip()
     try:
-        address = container_address(name)
-        wait_ready(address)
-        status, answer = http_json(address, "POST", "/v1/models/iris:predict",
-                                   {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
-        assert (status, answer) == (200, {"predictions": [0, 2]})
+        address = serves_iris(name)
         status, metadata = http_json(address, "GET", "/v2/models/iris")
-        assert metadata["parameters"] == {"runtime": example, "device": "cpu"}  # type: ignore[index]
+        assert status == 200 and metadata["parameters"] == {"runtime": example, "device": "cpu"}  # type: ignore[index]
         logs = docker("logs", name)
         assert "telemetry" not in logs.stdout + logs.stderr
     finally:
@@ -177,11 +183,7 @@ def test_an_image_built_around_another_runtimes_example_serves_it(image: str) ->
     pin = (APP_DIR / f"{model}.sha256").read_text().split()[0]
     name = run_container(built, f"MODEL_SHA256={pin}", "MODEL_FORMAT=xgboost", "MODEL_DEVICE=cpu")
     try:
-        address = container_address(name)
-        wait_ready(address)
-        status, answer = http_json(address, "POST", "/v1/models/iris:predict",
-                                   {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
-        assert (status, answer) == (200, {"predictions": [0, 2]})
+        serves_iris(name)
         env = json.loads(docker("image", "inspect", built).stdout)[0]["Config"]["Env"]
         assert f"MODEL_PATH=/app/{model}" in env
     finally:
