@@ -24,6 +24,8 @@ from tests.support.runtimes import IRIS_ROWS, example, two_input_graph, write
 from tests.support.server import Server, start_server
 
 KINDS = ["xgboost", "lightgbm", "onnx", "onnx-mlp"]
+TREE_KINDS = [kind for kind in KINDS if not kind.startswith("onnx")]
+ONNX_KINDS = [kind for kind in KINDS if kind.startswith("onnx")]
 # What each runtime says about the iris examples.
 METADATA = {
     "xgboost": ("xgboost", [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}],
@@ -120,10 +122,9 @@ def test_v1_predictions_are_the_classes(served: tuple[str, Server], artifacts: d
     assert response.json() == {"predictions": classes.tolist()}
 
 
+@pytest.mark.parametrize("served", TREE_KINDS, indirect=True)  # ONNX: test_onnx_takes_only_its_own_datatype
 def test_every_numeric_datatype_a_tabular_runtime_takes(served: tuple[str, Server]) -> None:
-    kind, server = served
-    if kind.startswith("onnx"):
-        pytest.skip("ONNX inputs take their own datatype only (test_onnx_takes_only_its_own_datatype)")
+    _, server = served
     rows = np.array([[5, 3, 1, 0], [7, 3, 5, 2]])
     answers = set()
     for datatype, dtype in [("INT8", "<i1"), ("UINT16", "<u2"), ("INT64", "<i8"), ("FP16", "<f2"), ("FP32", "<f4"),
@@ -174,10 +175,9 @@ def test_bad_inputs_are_400_naming_the_field(served: tuple[str, Server]) -> None
         assert answer.status == 200, answer.body
 
 
+@pytest.mark.parametrize("served", ONNX_KINDS, indirect=True)  # a single tabular input may be called anything
 def test_onnx_requests_must_name_their_inputs(served: tuple[str, Server]) -> None:
-    kind, server = served
-    if not kind.startswith("onnx"):
-        pytest.skip("a single tabular input may be called anything")
+    _, server = served
     document = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
     assert error_of(server.infer(document)) == "inputs[0].name: model 'iris' has no input 'input-0'; its inputs are X"
 
