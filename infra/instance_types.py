@@ -53,15 +53,10 @@ def known_families() -> frozenset[str]:
     return frozenset(family(instance_type) for instance_type in known_types())
 
 
-def closest(instance_type: str) -> str | None:
-    """The known type an operator most likely meant (m7i.lagre → m7i.large)."""
-    matches = difflib.get_close_matches(instance_type, known_types(), n=1, cutoff=0.75)
-    return matches[0] if matches else None
-
-
-def closest_family(name: str) -> str | None:
-    """The known family an operator most likely meant (m7j → m7i)."""
-    matches = difflib.get_close_matches(name, known_families(), n=1, cutoff=0.6)
+def closest(name: str, known: frozenset[str], cutoff: float) -> str | None:
+    """The known type, family or category an operator most likely meant (m7i.lagre → m7i.large,
+    m7j → m7i); the shorter the names, the lower the cutoff a likely typo needs."""
+    matches = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
     return matches[0] if matches else None
 
 
@@ -80,11 +75,6 @@ def category(name: str) -> str:
 @cache
 def known_categories() -> frozenset[str]:
     return frozenset(category(name) for name in known_families())
-
-
-def closest_category(name: str) -> str | None:
-    matches = difflib.get_close_matches(name, known_categories(), n=1, cutoff=0.5)
-    return matches[0] if matches else None
 
 
 # Categories whose families carry NVIDIA GPUs: a CPU pool that admitted them would launch GPU nodes.

@@ -22,7 +22,7 @@ from model_server import metrics
 from model_server.errors import ModelLoadError
 from model_server.logs import log_event
 from model_server.model import Model, load_model
-from model_server.settings import ServerSettings
+from model_server.settings import ServerSettings, settings_problems
 from model_server.signals import STOP_SIGNALS
 
 CRASH_WINDOW_S = 10.0  # a worker dying sooner than this after its start counts as a crash
@@ -125,9 +125,7 @@ def main() -> int:
     try:
         settings = ServerSettings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"MODEL_{'_'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}" for e in error.errors())
-        print(f"refusing to start: invalid settings: {problems}", file=sys.stderr)
+        print(f"refusing to start: invalid settings: {settings_problems(error)}", file=sys.stderr)
         return 2
     metrics_dir = metrics.prepare(settings.metrics_dir)
     try:

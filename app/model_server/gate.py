@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_server.errors import ModelLoadError
 from model_server.model import load_model
-from model_server.settings import ServerSettings
+from model_server.settings import ServerSettings, settings_problems
 
 PASSED, FAILED, CANNOT_JUDGE = 0, 1, 2
 
@@ -247,9 +247,7 @@ def settings_from_environment() -> ServerSettings:
     try:
         settings = ServerSettings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"MODEL_{'_'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}" for e in error.errors())
-        raise CannotJudge(f"invalid settings: {problems}") from None
+        raise CannotJudge(f"invalid settings: {settings_problems(error)}") from None
     if settings.sha256 is None:
         # The deployed server always runs pinned; an unpinned file proves nothing about what ships.
         raise CannotJudge("the gate judges only a pinned artifact: set MODEL_SHA256 (MODEL_ALLOW_UNPINNED "

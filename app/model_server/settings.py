@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_server.formats import Format
@@ -78,3 +78,8 @@ class ServerSettings(BaseSettings):
                 "MODEL_SHA256 is not set: pin the artifact's sha256 (sha256sum model.pkl), "
                 "or set MODEL_ALLOW_UNPINNED=true for local development only")
         return self
+
+
+def settings_problems(error: ValidationError) -> str:
+    """What is wrong with the MODEL_* environment, each problem named by its variable."""
+    return "; ".join(f"MODEL_{'_'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}" for e in error.errors())

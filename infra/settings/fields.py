@@ -90,16 +90,16 @@ def _duration_or_never(value: str) -> None:
         _duration(value)
 
 
-def _known(value: str, known: frozenset[str], closest: Callable[[str], str | None], noun: str, example: str) -> None:
+def _known(value: str, known: frozenset[str], cutoff: float, noun: str, example: str) -> None:
     if value not in known:
-        suggestion = closest(value)
+        suggestion = instance_types.closest(value, known, cutoff)
         raise Invalid(problem(
             f"'{value}' is not an EC2 instance {noun}" + (f"; did you mean '{suggestion}'?" if suggestion else ""),
             f"use '{suggestion}'" if suggestion else f"use a {noun} such as {example}"))
 
 
 def _instance_family(value: str) -> None:
-    _known(value, instance_types.known_families(), instance_types.closest_family, "family",
+    _known(value, instance_types.known_families(), 0.6, "family",
            "m7i, c7i or g6 (the part of an instance type before the dot)")
     if instance_types.is_arm64(value):
         raise Invalid(problem(f"'{value}' is an Arm (Graviton) family, but node pools run x86_64 AL2023 AMIs",
@@ -107,7 +107,7 @@ def _instance_family(value: str) -> None:
 
 
 def _instance_category(value: str) -> None:
-    _known(value, instance_types.known_categories(), instance_types.closest_category, "category",
+    _known(value, instance_types.known_categories(), 0.5, "category",
            "c, m or r (the letters before the generation in m7i)")
     if value in instance_types.GPU_CATEGORIES:
         raise Invalid(problem(f"'{value}' is a GPU category: a CPU pool would launch GPU instances from it",
@@ -115,7 +115,7 @@ def _instance_category(value: str) -> None:
 
 
 def _instance_type(value: str) -> None:
-    _known(value, instance_types.known_types(), instance_types.closest, "type",
+    _known(value, instance_types.known_types(), 0.75, "type",
            "m7i.large (aws ec2 describe-instance-types)")
     if instance_types.is_arm64(value):
         raise Invalid(problem(f"'{value}' is an Arm (Graviton) type, but node pools run x86_64 AL2023 AMIs",
