@@ -18,28 +18,28 @@ class PauseReason(enum.Enum):
 class FlowControl:
     """The one owner of a transport's reading, as uvicorn's FlowControl (protocols/http/flow_control.py),
     plus the reasons reading is paused: each is set and cleared where it arises, any number of times,
-    and the transport reads again only once no reason remains."""
+    and the transport reads again only once no reason remains. `reading` and `writing_paused` are
+    attributes, kept as the reasons change: the connection reads them several times per request."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._reasons: set[PauseReason] = set()
+        self.reading = True
+        self.writing_paused = False
 
     def pause(self, reason: PauseReason) -> None:
         if not self._reasons:
             self._transport.pause_reading()
         self._reasons.add(reason)
+        self.reading = False
+        self.writing_paused = PauseReason.CLIENT_NOT_READING in self._reasons
 
     def resume(self, reason: PauseReason) -> None:
-        if not self._reasons or reason not in self._reasons:  # asked once per request: the cheap test first
+        if reason not in self._reasons:
             return
         self._reasons.discard(reason)
-        if not self._reasons and not self._transport.is_closing():
-            self._transport.resume_reading()
-
-    @property
-    def reading(self) -> bool:
-        return not self._reasons
-
-    @property
-    def writing_paused(self) -> bool:
-        return bool(self._reasons) and PauseReason.CLIENT_NOT_READING in self._reasons
+        self.writing_paused = PauseReason.CLIENT_NOT_READING in self._reasons
+        if not self._reasons:
+            self.reading = True
+            if not self._transport.is_closing():
+                self._transport.resume_reading()

@@ -23,7 +23,6 @@ state machine reads best whole.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,7 +46,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 TIMER_RESOLUTION_S = 0.001  # uvloop's clock and timers count whole milliseconds
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str = ""
     url: bytes = b""
@@ -55,29 +54,14 @@ class Request:
     body: bytes = b""
     keep_alive: bool = True
     started: float = field(default_factory=time.perf_counter)
+    _path: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @functools.cached_property
+    @property
     def path(self) -> str:  # read by routing, the access log and handlers: split once
-        return self.url.split(b"?", 1)[0].decode("latin-1")
-
-
-@dataclass(slots=True)
-class IncomingRequest:
-    """The request being received and what its parsing has counted so far. A new one begins with
-    each request; what outlives a request (the queue, timers, flow control) is the connection's."""
-
-    request: Request = field(default_factory=Request)
-    body: list[bytes] = field(default_factory=list)
-    body_bytes: int = 0
-    # Complete header fields, counted exactly as httptools hands them over.
-    header_bytes: int = 0
-    header_fields: int = 0
-    # Between the start of a request and the end of its headers: httptools buffers a header value
-    # until it is complete, so what arrives in this phase is also counted as it arrives.
-    in_head: bool = True
-    head_bytes_read: int = 0
-    # A `100 Continue` owed to this request, sent once the answers to earlier requests are out.
-    continue_owed: bool = False
+        path = self._path
+        if path is None:
+            path = self._path = self.url.split(b"?", 1)[0].decode("latin-1")
+        return path
 
 
 class Handler(Protocol):
@@ -101,6 +85,8 @@ class ServerState:
     requests_answered: int = 0
 
 
+# The methods httptools parses, decoded once.
+_METHODS = {method.encode(): method for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -136,7 +122,13 @@ def render_response(status: int, body: bytes, content_type: str, headers: dict[s
 
 
 class Connection(asyncio.Protocol):
-    """One client connection. Requests on it are answered strictly in order."""
+    """One client connection. Requests on it are answered strictly in order.
+
+    The request being received is kept in a few fields of the connection (its URL, headers, body and
+    what its parsing has counted), begun afresh at each request's first byte; the `Request` the
+    handler gets is made once the request is complete. What outlives a request (the queue, timers,
+    flow control) is the connection's too. Fields, not an object per request: the callbacks read
+    them once per header and per body chunk."""
 
     def __init__(self, state: ServerState, handler: Handler, error_body: Callable[[str], bytes]) -> None:
         self.state = state
@@ -149,7 +141,6 @@ class Connection(asyncio.Protocol):
         self.queue: deque[Request] = deque()
         self.busy = False
         self.closing = False
-        self._incoming = IncomingRequest()
         self._in_message = False  # from a request's first byte to its last
         self._messages_begun = 0
         self._messages_completed = 0
@@ -164,6 +155,26 @@ class Connection(asyncio.Protocol):
         self._deadline: float | None = None  # when the armed callback is due, if one is
         self._on_deadline: Callable[[], None] = self.close
         self.last_active = time.monotonic()
+        self._begin_request()
+        self._completed: Request | None = None  # the request the last complete message made, if taken in
+
+    def _begin_request(self) -> None:
+        """The request being received, from its first byte."""
+        self._started = time.perf_counter()
+        self._url = b""
+        self._method = ""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        # Complete header fields, counted exactly as httptools hands them over.
+        self._header_bytes = 0
+        self._header_fields = 0
+        # Between the start of a request and the end of its headers: httptools buffers a header value
+        # until it is complete, so what arrives in this phase is also counted as it arrives.
+        self._in_head = True
+        self._head_bytes_read = 0
+        # A `100 Continue` owed to this request, sent once the answers to earlier requests are out.
+        self._continue_owed = False
 
     # -- connection events -------------------------------------------------
 
@@ -194,19 +205,19 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.refused:
             return
-        in_head_before = self._incoming.in_head
+        in_head_before = self._in_head
         begun_before, completed_before = self._messages_begun, self._messages_completed
         try:
             self.parser.feed_data(data)
             # A chunk that holds nothing but the current request's head counts in full: it began
             # inside that head, or began that request with no other request ending in it. (Where a
             # request begins inside a chunk is not known; such a head counts from its next chunk.)
-            only_this_head = (in_head_before and self._messages_begun == begun_before) or (
-                self._messages_begun == begun_before + 1 and self._messages_completed == completed_before)
-            incoming = self._incoming  # the request this chunk ends in
-            if incoming.in_head and only_this_head and not self.refused:
-                incoming.head_bytes_read += len(data)
-                if incoming.head_bytes_read > MAX_HEADER_BYTES:
+            # The fields now describe the request this chunk ends in.
+            if self._in_head and not self.refused and (
+                    (in_head_before and self._messages_begun == begun_before) or (
+                    self._messages_begun == begun_before + 1 and self._messages_completed == completed_before)):
+                self._head_bytes_read += len(data)
+                if self._head_bytes_read > MAX_HEADER_BYTES:
                     self._fail(431, self._header_limit_message())
         except httptools.HttpParserUpgrade:
             self._end_at_upgrade()
@@ -218,38 +229,38 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_message = True
-        self._incoming = IncomingRequest()
+        self._begin_request()
+        self._completed = None
         self._messages_begun += 1
         # While the client does not read, its write deadline runs; resume_writing arms the request's.
         if not self.busy and not self.flow.writing_paused:
             self._arm(self.state.request_timeout_s, self._timed_out)
 
     def on_url(self, url: bytes) -> None:
-        request = self._incoming.request
-        request.url += url
-        if len(request.url) > MAX_REQUEST_LINE_BYTES:
+        self._url += url
+        if len(self._url) > MAX_REQUEST_LINE_BYTES:
             self._fail(414, f"the request target is over the {MAX_REQUEST_LINE_BYTES}-byte limit")
             raise httptools.HttpParserCallbackError("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # httptools may deliver a name or value in pieces: count every byte, and a field per name.
-        incoming = self._incoming
-        incoming.header_bytes += len(name) + len(value)
-        incoming.header_fields += bool(name)
-        if incoming.header_bytes > MAX_HEADER_BYTES or incoming.header_fields > MAX_HEADER_FIELDS:
+        self._header_bytes += len(name) + len(value)
+        if name:
+            self._header_fields += 1
+        if self._header_bytes > MAX_HEADER_BYTES or self._header_fields > MAX_HEADER_FIELDS:
             self._fail(431, self._header_limit_message())
             raise httptools.HttpParserCallbackError("header section too large")
-        incoming.request.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     @staticmethod
     def _header_limit_message() -> str:
         return f"the request's headers are over the limit of {MAX_HEADER_BYTES} bytes and {MAX_HEADER_FIELDS} fields"
 
     def on_headers_complete(self) -> None:
-        incoming = self._incoming
-        incoming.in_head = False
-        incoming.request.method = self.parser.get_method().decode("latin-1")
-        headers = incoming.request.headers
+        self._in_head = False
+        method = self.parser.get_method()
+        self._method = _METHODS.get(method) or method.decode("latin-1")
+        headers = self._headers
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.state.max_body_bytes:
             # Refuse before reading a byte of the body (with Expect: 100-continue, before it is sent).
@@ -261,43 +272,41 @@ class Connection(asyncio.Protocol):
             if expectation.strip().lower() != "100-continue":
                 self._fail(417, f"Expect: {expectation} cannot be met; only 100-continue is supported")
                 return
-            incoming.continue_owed = True
+            self._continue_owed = True
             self._send_continue()
 
     def on_body(self, body: bytes) -> None:
         if self.closing or self.refused:
             return
-        incoming = self._incoming
-        incoming.body_bytes += len(body)
-        if incoming.body_bytes > self.state.max_body_bytes:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.state.max_body_bytes:
             self._fail(413, f"request body is over the {self.state.max_body_bytes}-byte limit")
             return
-        incoming.body.append(body)
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
         self._messages_completed += 1
-        incoming = self._incoming
-        incoming.continue_owed = False  # the body came without it
+        self._continue_owed = False  # the body came without it
         if self.closing or self.refused:
             return
-        request = incoming.request
-        request.body = b"".join(incoming.body)
-        request.keep_alive = self.parser.should_keep_alive()
-        self.queue.append(request)
+        request = self._completed = Request(self._method, self._url, self._headers, b"".join(self._body),
+                                            self.parser.should_keep_alive(), self._started)
+        queue = self.queue
+        queue.append(request)
         self.state.requests_taken += 1
-        if len(self.queue) > MAX_PIPELINED:
+        if len(queue) > MAX_PIPELINED:
             self.flow.pause(PauseReason.PIPELINED)
-        self._next()
+        if not self._driving:
+            self._next()
 
     # -- answering -----------------------------------------------------------
 
     def _send_continue(self) -> None:
         """An interim answer belongs to the request being received: send it only once every earlier
         request has its final answer, or the client would take it for theirs."""
-        incoming = self._incoming
-        if incoming.continue_owed and not self.busy and not self.queue and self.transport is not None:
-            incoming.continue_owed = False
+        if self._continue_owed and not self.busy and not self.queue and self.transport is not None:
+            self._continue_owed = False
             self.transport.write(CONTINUE)
 
     def _next(self) -> None:
@@ -306,13 +315,15 @@ class Connection(asyncio.Protocol):
         if self._driving:
             return
         self._driving = True
+        queue = self.queue
+        flow = self.flow
         try:
-            while not self.busy and self.queue and not self.closing and not self.flow.writing_paused:
+            while not self.busy and queue and not self.closing and not flow.writing_paused:
                 self.busy = True
-                self._disarm()
-                request = self.queue.popleft()
-                if len(self.queue) <= MAX_PIPELINED:
-                    self.flow.resume(PauseReason.PIPELINED)
+                self._deadline = None  # the server is working on it: no request deadline
+                request = queue.popleft()
+                if not flow.reading and len(queue) <= MAX_PIPELINED:
+                    flow.resume(PauseReason.PIPELINED)
                 self.handler.handle(request, self)
         finally:
             self._driving = False
@@ -320,12 +331,16 @@ class Connection(asyncio.Protocol):
     def respond(self, request: Request, status: int, body: bytes, content_type: str = "application/json",
                 headers: dict[str, str] | None = None) -> None:
         """Send the answer to `request` (the oldest one in progress) and move on to the next."""
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
             self.busy = False
             return
         keep_alive = request.keep_alive and not self.state.draining
-        self.transport.write(render_response(status, body, content_type, headers, keep_alive,
-                                             for_head=request.method == "HEAD"))
+        if keep_alive and not headers and request.method != "HEAD":  # the common answer, in one step
+            transport.write(b"%s%d\r\n\r\n%s" % (_head(status, content_type), len(body), body))
+        else:
+            transport.write(render_response(status, body, content_type, headers, keep_alive,
+                                            for_head=request.method == "HEAD"))
         self.state.requests_answered += 1
         self.busy = False
         self.last_active = time.monotonic()
@@ -375,7 +390,7 @@ class Connection(asyncio.Protocol):
         if self.refused or self.closing:
             return
         self.refused = True
-        self._incoming.continue_owed = False
+        self._continue_owed = False
         answer = render_response(status, self.error_body(message), "application/json", None,
                                  keep_alive=False)
         if self.busy or self.queue:
@@ -393,7 +408,8 @@ class Connection(asyncio.Protocol):
         HTTP, then close, since what follows it on the stream is not HTTP/1.1."""
         self.refused = True  # nothing more is parsed
         if self.busy or self.queue:
-            self._incoming.request.keep_alive = False  # the upgrade request is the last one taken in
+            if self._completed is not None:  # the upgrade request, the last one taken in
+                self._completed.keep_alive = False
         else:
             self.close()
 

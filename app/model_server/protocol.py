@@ -14,8 +14,7 @@ type, and neither MLServer nor KServe takes it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -26,12 +25,12 @@ from model_server.model import Model
 from model_server.runtimes.base import Inputs, InputSpec
 
 BINARY_HEADER = "inference-header-content-length"
+_NO_BINARY = memoryview(b"")  # the binary part of a JSON-only body
 # JSON values of these kinds may appear in a tensor of each datatype.
 _JSON_KINDS = {"BOOL": "b", "FP16": "iuf", "FP32": "iuf", "FP64": "iuf"}
 
 
-@dataclass(frozen=True)
-class InferRequest:
+class InferRequest(NamedTuple):  # a tuple: made once per request, read twice
     id: str | None
     inputs: Inputs  # by the model's input names
     outputs: dict[str, bool]  # output name → send as binary data
@@ -282,14 +281,14 @@ _COMMON_DATATYPES = frozenset({"FP32", "FP64"})
 def decode_v2(model: Model, body: bytes, header_length: int | None) -> InferRequest:
     """A V2 infer request, JSON or with the binary tensor extension."""
     runtime = model.runtime
-    view = memoryview(body)
     if header_length is not None:
         if not 0 < header_length <= len(body):
             raise BadRequest(f"Inference-Header-Content-Length: {header_length} is not within the "
                              f"{len(body)}-byte body")
+        view = memoryview(body)
         document, binary_view = _loads(view[:header_length]), view[header_length:]
     else:
-        document, binary_view = _loads(body), view[:0]
+        document, binary_view = _loads(body), _NO_BINARY
         if not runtime.names_inputs and runtime.inputs[0].features is not None:
             common = _decode_common(model, document)
             if common is not None:
@@ -320,8 +319,13 @@ def _requested_outputs(model: Model, document: dict[str, Any]) -> dict[str, bool
     parameters = document.get("parameters")
     binary_default = bool(isinstance(parameters, dict) and parameters.get("binary_data_output"))
     requested = document.get("outputs")
+    outputs = model.runtime.outputs
     if requested is None:
-        return dict.fromkeys(model.outputs, binary_default)
+        return dict.fromkeys(outputs, binary_default)
+    if type(requested) is list and len(requested) == 1:  # what most clients send: one output by name alone
+        only = requested[0]
+        if type(only) is dict and len(only) == 1 and type(name := only.get("name")) is str and name in outputs:
+            return {name: binary_default}
     if not isinstance(requested, list) or not requested:
         raise BadRequest("outputs: expected a non-empty list of {\"name\": ...} objects")
     selected: dict[str, bool] = {}
@@ -345,15 +349,14 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
     binary_parts: list[bytes] = []
     for name, binary in request.outputs.items():
         array = results[name]
-        datatype = datatype_of(array)
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        datatype = _DATATYPES.get(array.dtype) or datatype_of(array)
         if binary and datatype != BYTES:
             raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-            entry["parameters"] = {"binary_data_size": len(raw)}
             binary_parts.append(raw)
-        else:
-            entry["data"] = jsonable(array.ravel())
-        outputs.append(entry)
+            outputs.append({"name": name, "datatype": datatype, "shape": array.shape,
+                            "parameters": {"binary_data_size": len(raw)}})
+        else:  # orjson writes a shape tuple as a list, and numeric arrays natively
+            outputs.append({"name": name, "datatype": datatype, "shape": array.shape, "data": jsonable(array.ravel())})
     document: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
     if request.id is not None:
         document["id"] = request.id
@@ -361,6 +364,10 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
     if not binary_parts:
         return header, None
     return b"".join([header, *binary_parts]), len(header)
+
+
+# The datatypes of the dtypes models answer with, looked up by dtype (datatype_of for any other).
+_DATATYPES = {dtype: datatype_of(np.empty(0, dtype)) for dtype in map(np.dtype, ("<i8", "<f8", "<f4", "<i4", "?"))}
 
 
 def decode_v1(model: Model, body: bytes) -> Inputs:
