@@ -80,6 +80,7 @@ class ModelApp:
         self.access_log = access_log
         self.prediction_log = prediction_log
         self._infer_path = f"/v2/models/{model.name}/infer"
+        self._output_sets = {name: frozenset({name}) for name in model.outputs}  # one output asked for, made once
         self._metadata = orjson.dumps({
             "name": model.name,
             "versions": [model.version],
@@ -180,7 +181,9 @@ class ModelApp:
                 return body, JSON, None
             return body, BINARY, {protocol.BINARY_HEADER: str(header_size)}
 
-        self._predict(request, connection, "infer", decoded.id, decoded.inputs, frozenset(decoded.outputs), answer)
+        outputs = decoded.outputs
+        self._predict(request, connection, "infer", decoded.id, decoded.inputs,
+                      self._output_sets.get(next(iter(outputs))) if len(outputs) == 1 else frozenset(outputs), answer)
 
     def _v1_predict(self, request: Request, connection: Connection) -> None:
         self._check_body_type(request)
@@ -194,14 +197,16 @@ class ModelApp:
                  answer: Callable[[dict[str, np.ndarray]], tuple[bytes, str, dict[str, str] | None]]) -> None:
         """Queue the inputs for a batch; when it is done, log a sample and answer with `answer`'s encoding."""
         future = self.batcher.submit(inputs, outputs)
-        self.metrics.inflight.inc()
+        inflight = self.metrics.inflight
+        inflight.inc()
 
         def done(_: object) -> None:
-            self.metrics.inflight.dec()
+            inflight.dec()
             try:
                 results = future.result()
                 body, content_type, headers = answer(results)
-                self._log_prediction(request_id, inputs, results)
+                if self.prediction_log.sample_rate:
+                    self._log_prediction(request_id, inputs, results)
                 self._finish(request, connection, endpoint, 200, body, content_type, headers)
             except Exception as error:  # as in handle: the model's failures are answered the same way
                 self._answer_error(request, connection, endpoint, error)

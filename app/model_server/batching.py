@@ -130,11 +130,15 @@ class Batcher:
                 self._predict_alone(item)
             return
         # Checked once for the whole batch; only a batch with a non-finite value is checked per caller.
-        answer = self._answer if not all(map(finite, results.values())) else self._answer_finite
+        check = None if all(map(finite, results.values())) else self._answer
         offset = 0
         for item in batch:
             end = offset + item.rows
-            answer(item, {name: results[name][offset:end] for name in item.outputs})
+            own = {name: results[name][offset:end] for name in item.outputs}
+            if check is None:
+                item.future.set_result(own)
+            else:
+                check(item, own)
             offset = end
 
     def _answer(self, item: _Pending, results: dict[str, np.ndarray]) -> None:
@@ -142,10 +146,6 @@ class Batcher:
             if not finite(values):
                 item.future.set_exception(self._non_finite(item, name))
                 return
-        item.future.set_result(results)
-
-    @staticmethod
-    def _answer_finite(item: _Pending, results: dict[str, np.ndarray]) -> None:
         item.future.set_result(results)
 
     def _non_finite(self, item: _Pending, output: str) -> Exception:

@@ -262,15 +262,19 @@ def _decode_common(model: Model, document: Any) -> InferRequest | None:
     if type(rows) is not int or type(features) is not int or rows <= 0 or features != spec.features:
         return None
     try:
-        array = np.array(data)
+        values = np.array(data)
     except ValueError:
         return None
-    if array.dtype.kind not in "iuf" or array.size != rows * features or (
-            array.ndim > 1 and array.shape != (rows, features)):
+    if values.dtype.kind not in "iuf":
         return None
-    values = array.reshape(shape).astype(spec.dtype, copy=False)
-    if values.dtype.itemsize != 8:  # see _as_input: only a narrower cast can make an infinity
-        validate_values(model, spec, values, "inputs[0].data")
+    if values.ndim != 2 or values.shape != (rows, features):  # flat data: rows after one another
+        if values.ndim != 1 or values.size != rows * features:
+            return None
+        values = values.reshape(rows, features)
+    if values.dtype is not spec.dtype:
+        values = values.astype(spec.dtype)
+        if values.dtype.itemsize != 8:  # see _as_input: only a narrower cast can make an infinity
+            validate_values(model, spec, values, "inputs[0].data")
     return InferRequest(request_id, {spec.name: values}, _requested_outputs(model, document))
 
 
@@ -356,7 +360,9 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
             outputs.append({"name": name, "datatype": datatype, "shape": array.shape,
                             "parameters": {"binary_data_size": len(raw)}})
         else:  # orjson writes a shape tuple as a list, and numeric arrays natively
-            outputs.append({"name": name, "datatype": datatype, "shape": array.shape, "data": jsonable(array.ravel())})
+            data = array.ravel()
+            outputs.append({"name": name, "datatype": datatype, "shape": array.shape,
+                            "data": data if datatype is not BYTES else jsonable(data)})
     document: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
     if request.id is not None:
         document["id"] = request.id
