@@ -135,3 +135,31 @@ def test_the_hot_path_histogram_counts_as_prometheus_client_does() -> None:
     assert len(lines) == len(LATENCY_BUCKETS) + 3  # the buckets, +Inf, count and sum
     for line in lines:
         assert line.replace("theirs_seconds", "ours_seconds") in ours_lines, line
+
+
+def test_a_batch_of_waits_counts_as_observing_them_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from model_server.metrics import LATENCY_BUCKETS, HistogramWriter
+
+    registry = CollectorRegistry()
+    one_by_one = Histogram("one_seconds", "observed one at a time", buckets=LATENCY_BUCKETS, registry=registry)
+    at_once = Histogram("many_seconds", "observed per batch", buckets=LATENCY_BUCKETS, registry=registry)
+    amounts = [0.0, *LATENCY_BUCKETS, *(bound * 1.0001 for bound in LATENCY_BUCKETS), 1e9,
+               *(float(n) for n in np.random.default_rng(2).exponential(0.01, 500))]
+    single, batched = HistogramWriter(one_by_one), HistogramWriter(at_once)
+    for amount in amounts:
+        single.observe(amount)
+    for start in range(0, len(amounts), 17):  # batches of 17, the last one shorter
+        batched.observe_many(amounts[start:start + 17])
+    batched.observe_many([])  # an empty batch changes nothing
+
+    def series(prefix: str) -> dict[str, float]:
+        return {line.split(" ")[0].removeprefix(prefix): float(line.split(" ")[1])
+                for line in generate_latest(registry).decode().splitlines()
+                if line.startswith(prefix) and "_created" not in line}
+
+    ones, many = series("one_seconds"), series("many_seconds")
+    assert len(ones) == len(LATENCY_BUCKETS) + 3 and ones.keys() == many.keys()
+    for name, value in ones.items():  # the same counts; the sum, added in another order, to rounding
+        assert many[name] == pytest.approx(value, rel=1e-12), name
