@@ -209,6 +209,12 @@ class Connection(asyncio.Protocol):
         begun_before, completed_before = self._messages_begun, self._messages_completed
         try:
             self.parser.feed_data(data)
+            # A request that began in this chunk and is still arriving is held to the request deadline from
+            # now, unless an answer is being worked on or waits for the client to read (then the answer's
+            # sending arms it). Armed here, not at each request's first byte: most requests arrive whole.
+            if (self._in_message and self._messages_begun != begun_before and not self.busy
+                    and not self.flow.writing_paused and not self.refused):
+                self._arm(self.state.request_timeout_s, self._timed_out)
             # A chunk that holds nothing but the current request's head counts in full: it began
             # inside that head, or began that request with no other request ending in it. (Where a
             # request begins inside a chunk is not known; such a head counts from its next chunk.)
@@ -232,9 +238,6 @@ class Connection(asyncio.Protocol):
         self._begin_request()
         self._completed = None
         self._messages_begun += 1
-        # While the client does not read, its write deadline runs; resume_writing arms the request's.
-        if not self.busy and not self.flow.writing_paused:
-            self._arm(self.state.request_timeout_s, self._timed_out)
 
     def on_url(self, url: bytes) -> None:
         self._url += url

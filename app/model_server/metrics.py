@@ -15,6 +15,7 @@ is one thread that never forks, so neither is needed.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -109,22 +110,18 @@ class HistogramWriter:
         for amount in amounts:
             counts[bisect.bisect_left(bounds, amount)] += 1
         self._sum.inc(sum(amounts))
-        for bucket, count in zip(self._buckets, counts):
+        for bucket, count in zip(self._buckets, counts, strict=True):
             if count:
                 bucket.inc(count)
 
 
 class GaugeWriter:
-    """Moves a prometheus_client gauge without its per-call checks, for the hot path."""
+    """Moves a prometheus_client gauge by one without its per-call checks, for the hot path."""
 
     def __init__(self, gauge: Any) -> None:
-        self._value = gauge._value  # private, but prometheus-client is pinned
-
-    def inc(self, amount: float = 1) -> None:
-        self._value.inc(amount)
-
-    def dec(self, amount: float = 1) -> None:
-        self._value.inc(-amount)
+        value = gauge._value  # private, but prometheus-client is pinned
+        self.inc = functools.partial(value.inc, 1)
+        self.dec = functools.partial(value.inc, -1)
 
 
 class Metrics:
