@@ -154,7 +154,8 @@ class Connection(asyncio.Protocol):
         self._timer_at = 0.0  # when the loop's timer fires
         self._deadline: float | None = None  # when the armed callback is due, if one is
         self._on_deadline: Callable[[], None] = self.close
-        self.last_active = time.monotonic()
+        # The loop's clock, read once per loop pass (what choosing the longest-idle connection needs).
+        self.last_active = self.loop.time()
         self._begin_request()
         self._completed: Request | None = None  # the request the last complete message made, if taken in
 
@@ -346,7 +347,7 @@ class Connection(asyncio.Protocol):
                                             for_head=request.method == "HEAD"))
         self.state.requests_answered += 1
         self.busy = False
-        self.last_active = time.monotonic()
+        self.last_active = self.loop.time()
         if not keep_alive:
             self.close()
         elif not self.flow.writing_paused:  # else the write deadline runs until the client reads

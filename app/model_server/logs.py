@@ -34,6 +34,7 @@ class AccessLog:
         self.fd = sys.stdout.fileno() if fd is None else fd
         self._lines: list[bytes] = []
         self._where: dict[tuple[str, str, str], bytes] = {}  # the method, path and endpoint part of a line
+        self._ts = 0.0  # when the first of the lines waiting for the next flush was written
 
     def request(self, method: str, path: str, endpoint: str, status: int, seconds: float, bytes_in: int,
                 bytes_out: int) -> bool:
@@ -48,10 +49,13 @@ class AccessLog:
             # Paths come from clients: only a bounded number of those that name an endpoint are kept.
             if endpoint != "unknown" and len(self._where) < MAX_CACHED_PATHS:
                 self._where[(method, path, endpoint)] = where
+        first = not self._lines
+        if first:  # the clock is read once per flush (a loop pass), as nginx caches its time per event-loop
+            self._ts = time.time()  # iteration: the lines of one pass share the time the first was written
         # Times to the millisecond and microsecond: %.3f rounds as round(x, 3) does, at half its cost.
         self._lines.append(b'{"ts":%.3f,%s,"status":%d,"ms":%.3f,"bytes_in":%d,"bytes_out":%d}\n' % (
-            time.time(), where, status, seconds * 1000, bytes_in, bytes_out))
-        return len(self._lines) == 1
+            self._ts, where, status, seconds * 1000, bytes_in, bytes_out))
+        return first
 
     def flush(self) -> None:
         chunk: list[bytes] = []
