@@ -14,6 +14,11 @@ counted as the server's) and their number, so the server's own cost is the rest:
 
 The bare server (bench/bare_server.py) is the floor: the same event loop, HTTP parser and
 worker count, answering one fixed, valid OIP response without JSON, routing, model or metrics.
+
+The kernel's share (system time) is shown apart: it is the socket calls, and the wake-ups of a
+client that waits for its answers. A slower server keeps its clients waiting longer, so its system
+time per request is higher for the same calls (the bare server made to spin 40 µs per request spent
+about 2.5x the system time per request it spends answering at once).
 """
 
 from __future__ import annotations
@@ -52,12 +57,17 @@ class CpuCost:
     requests: int
     errors: int
     cpu_s: float  # user + system of the process tree over the window
+    system_s: float  # of which in the kernel
     predict_cpu_s: float = 0.0
     predict_calls: int = 0
 
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_s / self.requests * 1e6
+
+    @property
+    def system_us_per_request(self) -> float:
+        return self.system_s / self.requests * 1e6
 
     @property
     def predict_us_per_request(self) -> float:
@@ -92,15 +102,15 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(root: int) -> dict[int, float]:
-    """User + system CPU time of each process of the tree under `root` (all their threads), in seconds."""
+def cpu_seconds(root: int) -> dict[int, tuple[float, float]]:
+    """User and system CPU time of each process of the tree under `root` (all their threads), in seconds."""
     seconds = {}
     for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited since it was listed: the caller sees the tree change
-        seconds[pid] = (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S  # utime, stime (fields 14, 15)
+        seconds[pid] = (int(fields[11]) * CLOCK_TICK_S, int(fields[12]) * CLOCK_TICK_S)  # utime, stime (14, 15)
     return seconds
 
 
@@ -180,9 +190,10 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, ready
                                f"{sorted(cpu_after)}): see {workdir / f'{name}.log'}")
         if errors:
             raise RuntimeError(f"{name}: {errors} of {requests} requests failed under load")
-        cpu = sum(cpu_after.values()) - sum(cpu_before.values())
-        return CpuCost(name, clients, seconds, requests, errors, cpu, predict_after[0] - predict_before[0],
-                       predict_after[1] - predict_before[1])
+        user, system = (sum(times[i] for times in cpu_after.values()) - sum(times[i] for times in cpu_before.values())
+                        for i in (0, 1))
+        return CpuCost(name, clients, seconds, requests, errors, user + system, system,
+                       predict_after[0] - predict_before[0], predict_after[1] - predict_before[1])
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -224,7 +235,9 @@ def table(server: CpuCost, bare: CpuCost) -> str:
              f"| — of which the model's predict (thread CPU time; {server.predict_calls:,} calls, "
              f"{per_batch:.1f} requests each) | {server.predict_us_per_request:.1f} |",
              f"| — the server's own (everything but predict) | {server.own_us_per_request:.1f} |",
+             f"| — — of which in the kernel (system time) | {server.system_us_per_request:.1f} |",
              f"| bare asyncio + httptools server, fixed answer | {bare.cpu_us_per_request:.1f} |",
+             f"| — of which in the kernel (system time) | {bare.system_us_per_request:.1f} |",
              f"| the server's own ÷ bare | {server.own_us_per_request / bare.cpu_us_per_request:.1f}x |",
              "",
              f"Requests in {server.seconds:g} s: model-server {server.requests:,} ({server.errors} errors), "

@@ -181,9 +181,9 @@ class ModelApp:
                 return body, JSON, None
             return body, BINARY, {protocol.BINARY_HEADER: str(header_size)}
 
-        outputs = decoded.outputs
-        self._predict(request, connection, "infer", decoded.id, decoded.inputs,
-                      self._output_sets.get(next(iter(outputs))) if len(outputs) == 1 else frozenset(outputs), answer)
+        outputs = decoded.outputs  # checked against the model's outputs by the decoder
+        wanted = self._output_sets[next(iter(outputs))] if len(outputs) == 1 else frozenset(outputs)
+        self._predict(request, connection, "infer", decoded.id, decoded.inputs, wanted, answer)
 
     def _v1_predict(self, request: Request, connection: Connection) -> None:
         self._check_body_type(request)
