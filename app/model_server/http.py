@@ -14,10 +14,11 @@ public endpoint needs, modelled on nginx, uvicorn and Go's net/http:
 - graceful draining.
 
 It knows nothing about models: each complete request goes to a `Handler`, which answers
-through `Connection.respond`, now or later. As in uvicorn (protocols/http/httptools_impl.py),
-the request being received is kept apart from the connection, and one small flow-control object
-(flow_control.py) decides when the connection reads. A little over 400 lines: the connection's
-state machine reads best whole.
+through `Connection.respond`, now or later. The request being received lives in a few fields of
+its connection until it is complete, when it becomes a `Request` (httptools calls back once per
+header: no object is made per request on the way), and one small flow-control object
+(flow_control.py), as in uvicorn (protocols/http/flow_control.py), decides when the connection
+reads. Under 500 lines: the connection's state machine reads best whole.
 """
 
 from __future__ import annotations
@@ -122,13 +123,7 @@ def render_response(status: int, body: bytes, content_type: str, headers: dict[s
 
 
 class Connection(asyncio.Protocol):
-    """One client connection. Requests on it are answered strictly in order.
-
-    The request being received is kept in a few fields of the connection (its URL, headers, body and
-    what its parsing has counted), begun afresh at each request's first byte; the `Request` the
-    handler gets is made once the request is complete. What outlives a request (the queue, timers,
-    flow control) is the connection's too. Fields, not an object per request: the callbacks read
-    them once per header and per body chunk."""
+    """One client connection. Requests on it are answered strictly in order."""
 
     def __init__(self, state: ServerState, handler: Handler, error_body: Callable[[str], bytes]) -> None:
         self.state = state
@@ -154,8 +149,7 @@ class Connection(asyncio.Protocol):
         self._timer_at = 0.0  # when the loop's timer fires
         self._deadline: float | None = None  # when the armed callback is due, if one is
         self._on_deadline: Callable[[], None] = self.close
-        # The loop's clock, read once per loop pass (what choosing the longest-idle connection needs).
-        self.last_active = self.loop.time()
+        self.last_active = time.monotonic()
         self._begin_request()
         self._completed: Request | None = None  # the request the last complete message made, if taken in
 
@@ -324,7 +318,7 @@ class Connection(asyncio.Protocol):
         try:
             while not self.busy and queue and not self.closing and not flow.writing_paused:
                 self.busy = True
-                self._deadline = None  # the server is working on it: no request deadline
+                self._disarm()  # the server is working on it: no request deadline
                 request = queue.popleft()
                 if not flow.reading and len(queue) <= MAX_PIPELINED:
                     flow.resume(PauseReason.PIPELINED)
@@ -340,14 +334,13 @@ class Connection(asyncio.Protocol):
             self.busy = False
             return
         keep_alive = request.keep_alive and not self.state.draining
-        if keep_alive and not headers and request.method != "HEAD":  # the common answer, in one step
-            transport.write(b"%s%d\r\n\r\n%s" % (_head(status, content_type), len(body), body))
-        else:
-            transport.write(render_response(status, body, content_type, headers, keep_alive,
-                                            for_head=request.method == "HEAD"))
+        transport.write(render_response(status, body, content_type, headers, keep_alive,
+                                        for_head=request.method == "HEAD"))
         self.state.requests_answered += 1
         self.busy = False
-        self.last_active = self.loop.time()
+        # Not the loop's clock: it counts whole milliseconds, and the longest-idle connection must be told
+        # from one that went idle a moment later.
+        self.last_active = time.monotonic()
         if not keep_alive:
             self.close()
         elif not self.flow.writing_paused:  # else the write deadline runs until the client reads

@@ -38,8 +38,9 @@ class AccessLog:
 
     def request(self, method: str, path: str, endpoint: str, status: int, seconds: float, bytes_in: int,
                 bytes_out: int) -> bool:
-        """Queue a request's line; True when the caller should schedule a flush. The line is the JSON
-        object orjson would write for these fields, formatted directly: one step per request."""
+        """Queue a request's line; True when the caller should schedule a flush. The line is one JSON
+        object, formatted directly (one step per request): the method, path and endpoint are encoded
+        by orjson once per distinct route and kept."""
         if not self.enabled:
             return False
         where = self._where.get((method, path, endpoint))
