@@ -362,7 +362,7 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
         else:  # orjson writes a shape tuple as a list, and numeric arrays natively
             data = array.ravel()
             outputs.append({"name": name, "datatype": datatype, "shape": array.shape,
-                            "data": data if datatype is not BYTES else jsonable(data)})
+                            "data": data if datatype != BYTES else jsonable(data)})
     document: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
     if request.id is not None:
         document["id"] = request.id
