@@ -167,10 +167,8 @@ class ModelApp:
         self._finish(request, connection, "metrics", 200, self.metrics.render(), METRICS_CONTENT_TYPE)
 
     def _infer(self, request: Request, connection: Connection) -> None:
-        headers = request.headers
-        if headers.get("content-type", JSON) not in ACCEPTED_MEDIA_TYPES or "content-encoding" in headers:
-            self._check_body_type(request)
-        header_length = headers.get(protocol.BINARY_HEADER)
+        self._check_body_type(request)
+        header_length = request.headers.get(protocol.BINARY_HEADER)
         if header_length is not None and not header_length.isdigit():
             raise BadRequest(f"Inference-Header-Content-Length: expected a byte count, got {header_length!r}")
         decoded = protocol.decode_v2(self.model, request.body, int(header_length) if header_length else None)
@@ -205,8 +203,7 @@ class ModelApp:
             try:
                 results = future.result()
                 body, content_type, headers = answer(results)
-                if self.prediction_log.sample_rate:
-                    self._log_prediction(request_id, inputs, results)
+                self._log_prediction(request_id, inputs, results)
                 self._finish(request, connection, endpoint, 200, body, content_type, headers)
             except Exception as error:  # as in handle: the model's failures are answered the same way
                 self._answer_error(request, connection, endpoint, error)
@@ -217,8 +214,9 @@ class ModelApp:
 
     @staticmethod
     def _check_body_type(request: Request) -> None:
-        """Refuse a body the server cannot read (what clients send passes the test in _infer at once)."""
         headers = request.headers
+        if headers.get("content-type", JSON) in ACCEPTED_MEDIA_TYPES and "content-encoding" not in headers:
+            return  # what clients send: the checks below would find nothing to refuse
         media_type = headers.get("content-type", JSON).split(";", 1)[0].strip().lower()
         if media_type not in ACCEPTED_MEDIA_TYPES:
             raise UnsupportedMediaType(f"Content-Type {media_type} is not accepted; send {JSON} "

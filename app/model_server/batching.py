@@ -130,15 +130,15 @@ class Batcher:
                 self._predict_alone(item)
             return
         # Checked once for the whole batch; only a batch with a non-finite value is checked per caller.
-        check = None if all(map(finite, results.values())) else self._answer
+        all_finite = all(map(finite, results.values()))
         offset = 0
         for item in batch:
             end = offset + item.rows
             own = {name: results[name][offset:end] for name in item.outputs}
-            if check is None:
+            if all_finite:
                 item.future.set_result(own)
             else:
-                check(item, own)
+                self._answer(item, own)
             offset = end
 
     def _answer(self, item: _Pending, results: dict[str, np.ndarray]) -> None:

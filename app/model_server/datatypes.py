@@ -22,7 +22,10 @@ NUMERIC_DTYPES: dict[str, np.dtype[Any]] = {
 BYTES = "BYTES"
 # By kind and size, not by dtype: a big-endian array has the same datatype as a little-endian one.
 _NAME_BY_KIND_AND_SIZE = {(dtype.kind, dtype.itemsize): name for name, dtype in NUMERIC_DTYPES.items()}
+# The same names by dtype: one lookup for the native dtypes models answer with (every response asks).
+_NAME_BY_DTYPE = {dtype: name for name, dtype in NUMERIC_DTYPES.items()}
 
 
 def datatype_of(array: np.ndarray) -> str:
-    return _NAME_BY_KIND_AND_SIZE.get((array.dtype.kind, array.dtype.itemsize), BYTES)
+    dtype = array.dtype
+    return _NAME_BY_DTYPE.get(dtype) or _NAME_BY_KIND_AND_SIZE.get((dtype.kind, dtype.itemsize), BYTES)

@@ -295,8 +295,7 @@ class Connection(asyncio.Protocol):
         self.state.requests_taken += 1
         if len(queue) > MAX_PIPELINED:
             self.flow.pause(PauseReason.PIPELINED)
-        if not self._driving:
-            self._next()
+        self._next()
 
     # -- answering -----------------------------------------------------------
 

@@ -353,16 +353,16 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
     binary_parts: list[bytes] = []
     for name, binary in request.outputs.items():
         array = results[name]
-        datatype = _DATATYPES.get(array.dtype) or datatype_of(array)
+        datatype = datatype_of(array)
+        # orjson writes a shape tuple as a list
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": array.shape}
         if binary and datatype != BYTES:
             raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
             binary_parts.append(raw)
-            outputs.append({"name": name, "datatype": datatype, "shape": array.shape,
-                            "parameters": {"binary_data_size": len(raw)}})
-        else:  # orjson writes a shape tuple as a list, and numeric arrays natively
-            data = array.ravel()
-            outputs.append({"name": name, "datatype": datatype, "shape": array.shape,
-                            "data": data if datatype != BYTES else jsonable(data)})
+        else:
+            entry["data"] = jsonable(array.ravel())
+        outputs.append(entry)
     document: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
     if request.id is not None:
         document["id"] = request.id
@@ -370,10 +370,6 @@ def encode_v2(model: Model, request: InferRequest, results: dict[str, np.ndarray
     if not binary_parts:
         return header, None
     return b"".join([header, *binary_parts]), len(header)
-
-
-# The datatypes of the dtypes models answer with, looked up by dtype (datatype_of for any other).
-_DATATYPES = {dtype: datatype_of(np.empty(0, dtype)) for dtype in map(np.dtype, ("<i8", "<f8", "<f4", "<i4", "?"))}
 
 
 def decode_v1(model: Model, body: bytes) -> Inputs:
