@@ -1,21 +1,32 @@
-"""Server settings: one typed class read from MODEL_* environment variables."""
+"""Server settings: one typed class read from MODEL_* environment variables.
+
+Read by a few lines here rather than by pydantic-settings, which did the same (names in any case, a
+list as JSON) but whose import, with the sources it brings (dotenv, secrets, cloud vaults, a CLI
+parser), was about a tenth of the server's start-up.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model_server.formats import Format
 
+ENV_PREFIX = "MODEL_"
 
-class ServerSettings(BaseSettings):
-    """Every field is read from the environment variable MODEL_<FIELD> (e.g. MODEL_SHA256)."""
 
-    model_config = SettingsConfigDict(env_prefix="MODEL_", frozen=True, extra="ignore")
+class ServerSettings(BaseModel):
+    """Every field is read from the environment variable MODEL_<FIELD> (e.g. MODEL_SHA256); values
+    given to the constructor come first."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**environment_values(), **values})
 
     path: Path = Field(Path("model.pkl"), description=(
         "Model artifact: scikit-learn pickle (.pkl/.joblib) or skops (.skops), XGBoost (.ubj, .json), LightGBM "
@@ -78,6 +89,25 @@ class ServerSettings(BaseSettings):
                 "MODEL_SHA256 is not set: pin the artifact's sha256 (sha256sum model.pkl), "
                 "or set MODEL_ALLOW_UNPINNED=true for local development only")
         return self
+
+
+def environment_values(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The MODEL_<FIELD> variables, by field, their names in any case. A list is written as JSON; text
+    that is not JSON is handed on as it is, for validation to name the variable and what it expected."""
+    by_name = {key.upper(): value for key, value in (os.environ if environ is None else environ).items()}
+    values: dict[str, Any] = {}
+    for name, field in ServerSettings.model_fields.items():
+        value = by_name.get(ENV_PREFIX + name.upper())
+        if value is None:
+            continue
+        if get_origin(field.annotation) is list:
+            try:
+                values[name] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        values[name] = value
+    return values
 
 
 def settings_problems(error: ValidationError) -> str:

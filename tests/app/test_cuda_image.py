@@ -70,7 +70,7 @@ def test_the_dependency_set_imports_with_cuda_compiled_in() -> None:
     report = json.loads(in_image("python", "-c", """
 import json, sys
 import numpy, sklearn, scipy, joblib, skops, orjson, httptools, uvloop, prometheus_client, pydantic
-import pydantic_settings, lightgbm, xgboost, onnxruntime
+import lightgbm, xgboost, onnxruntime
 import model_server.app, model_server.runtimes.xgboost, model_server.runtimes.onnx, model_server.runtimes.lightgbm
 print(json.dumps({"python": sys.version_info[:2], "xgboost": xgboost.__version__,
                   "xgboost_cuda": xgboost.build_info().get("USE_CUDA"), "onnxruntime": onnxruntime.__version__,
