@@ -7,6 +7,15 @@ memory copy-on-write. SIGTERM is forwarded to every worker, which drains and exi
 
 from __future__ import annotations
 
+import gc
+
+if __name__ == "__main__":
+    # Start-up imports the model's libraries and builds the model: hundreds of thousands of objects,
+    # all kept, which the cyclic garbage collector would walk again and again as they pile up. Off
+    # from the first import until the heap is frozen before the fork (worker.settle_heap), as
+    # https://docs.python.org/3/library/gc.html#gc.freeze advises for a parent that forks workers.
+    gc.disable()
+
 import os
 import shutil
 import signal
@@ -40,8 +49,8 @@ def listen(settings: ServerSettings) -> socket.socket:
 
 
 def run_worker(settings: ServerSettings, model: Model, listener: socket.socket) -> None:
-    # Imported here, not at the top: the worker's metrics (prometheus_client) must be imported
-    # only once metrics.prepare has pointed it at the shared multiprocess directory.
+    # Imported here, not at the top: what only workers run is imported once the model has loaded
+    # (a bad artifact is refused without it), by the supervisor just before it forks.
     from model_server.worker import serve
 
     serve(settings, model, listener)
@@ -61,8 +70,7 @@ class Supervisor:
             signal.signal(signum, self._stop)
         signal.signal(signal.SIGALRM, self._kill_stragglers)
         # What every worker runs is imported, and the heap settled, once here rather than in each worker
-        # after the fork: workers start serving sooner (a full collection of the loaded libraries takes
-        # tens of milliseconds), and share these pages, frozen before the fork as
+        # after the fork: workers start serving sooner, and share these pages, frozen before the fork as
         # https://docs.python.org/3/library/gc.html#gc.freeze advises.
         from model_server.worker import settle_heap
 

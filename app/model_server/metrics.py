@@ -1,8 +1,11 @@
 """Prometheus metrics shared by all worker processes.
 
 prometheus_client's multiprocess mode keeps each process's values in files under one
-directory, and /metrics in any worker adds them up. The directory must be chosen before
-prometheus_client is imported, so `prepare` runs in the supervisor before workers start.
+directory, and /metrics in any worker adds them up. `prepare` chooses the directory in the
+supervisor before workers start; a worker's `Metrics` sets the value class that writes there
+itself, so prometheus_client need not be imported after `prepare`. It is imported here, with this
+module, by the supervisor: the workers it forks share it instead of each importing it on the way to
+its first answer.
 
 Each worker writes its values into its own files in prometheus_client's format, read by its
 MultiProcessCollector, so /metrics adds up every worker exactly as before and every update is in
@@ -20,6 +23,9 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -46,8 +52,6 @@ def worker_value_class() -> type:
     """A value class for prometheus_client's metrics in one single-threaded worker process: the
     same files, keys and layout as its multiprocess value (`prometheus_client.values.MultiProcessValue`),
     so its MultiProcessCollector and mark_process_dead read them as they would read its own."""
-    from prometheus_client.mmap_dict import MmapedDict, mmap_key
-
     directory = os.environ[MULTIPROC_ENV]
     pid = os.getpid()
     files: dict[str, MmapedDict] = {}
@@ -128,8 +132,6 @@ class Metrics:
     """The server's metrics; create one per worker process, after `prepare`."""
 
     def __init__(self, max_batch_size: int, model_name: str) -> None:
-        from prometheus_client import Counter, Gauge, Histogram, values
-
         if MULTIPROC_ENV in os.environ:
             values.ValueClass = worker_value_class()
 
@@ -188,14 +190,10 @@ class Metrics:
 
     @staticmethod
     def render() -> bytes:
-        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
 
     @staticmethod
     def process_exited(pid: int) -> None:
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(pid)

@@ -24,13 +24,17 @@ LOG_FLUSH_S = 1.0
 
 
 def settle_heap() -> None:
-    """Once the model is loaded and warmed up: what exists now (the libraries, the model, about
-    100,000 objects for scikit-learn) lives as long as the worker, so the cyclic garbage collector
-    stops walking it: a full collection of it takes about 50 ms here, in the middle of answering
-    requests, and dirties the pages the workers share with the supervisor. What is allocated later
-    is collected as before. Collected first, so no garbage left by loading is frozen for good."""
-    gc.collect()
+    """Once the model is loaded (in the supervisor, before it forks) and warmed up (in a worker): what
+    exists now (the libraries and the model, about 190,000 objects for scikit-learn) lives as long as
+    the worker, so the cyclic garbage collector stops walking it (a full collection of it takes about
+    50-100 ms, in the middle of answering requests, and dirties the pages the workers share). The
+    collector, off while the server loads, is on from here for what is allocated later.
+
+    Frozen without a collection first, as the gc docs advise for a parent that forks
+    (https://docs.python.org/3/library/gc.html#gc.freeze): that collection costs start-up as much
+    again, to free about 1,200 objects (for scikit-learn) into holes in the pages workers share."""
     gc.freeze()
+    gc.enable()
 
 
 def serve(settings: ServerSettings, model: Model, listener: socket.socket) -> None:
