@@ -8,7 +8,8 @@ bare asyncio + httptools server, in the same run, is bench/cpu_cost.py; this pri
 
 Load comes from wrk (Debian package `wrk`) with keep-alive connections. Reported per server:
 requests/s and p50/p99 latency at 1, 8 and 64 clients with 1-row requests; rows/s with 256-row
-requests at 8 clients; time from process start to ready (the median of five fresh starts); and
+requests at 8 clients; time from process start to ready (the median of five fresh starts, taken
+in turns with the peer's, so a slow spell of the machine falls on both); and
 memory as PSS summed over the process tree (shared pages split between processes, so a model
 shared by workers is not counted twice) and as RSS summed.
 
@@ -318,29 +319,32 @@ def ensure_mlserver() -> None:
     stamp.write_text(wanted)
 
 
-def start_to_ready(name: str, launcher: Launcher, scratch: Path) -> list[float]:
-    """Seconds from process start to a ready answer, for fresh starts (one sample is noise)."""
-    samples = []
+def start_to_ready(launchers: dict[str, Launcher], scratch: Path) -> dict[str, list[float]]:
+    """Seconds from process start to a ready answer, for fresh starts of each server (one sample is
+    noise), taken in turns: one start of each, then again."""
+    samples: dict[str, list[float]] = {name: [] for name in launchers}
     for attempt in range(STARTS):
-        workdir = scratch / f"{name}-start-{attempt}"
-        workdir.mkdir()
-        command, env, cwd = launcher(free_port(), workdir)
-        port = int(env.get("MODEL_PORT") or json.loads((workdir / "settings.json").read_text())["http_port"])
-        started = time.monotonic()
-        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
-        try:
-            samples.append(wait_ready(port, started, process))
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)  # only start-up is measured here
-            process.wait()
+        for name, launcher in launchers.items():
+            workdir = scratch / f"{name}-start-{attempt}"
+            workdir.mkdir()
+            command, env, cwd = launcher(free_port(), workdir)
+            port = int(env.get("MODEL_PORT") or json.loads((workdir / "settings.json").read_text())["http_port"])
+            started = time.monotonic()
+            process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                samples[name].append(wait_ready(port, started, process))
+            finally:
+                os.killpg(process.pid, signal.SIGKILL)  # only start-up is measured here
+                process.wait()
     return samples
 
 
 def measure(name: str, launcher: Launcher, runtime: Runtime, output: str, seconds: int, scratch: Path,
-            batches: bool = False) -> ServerResult:
-    """One server: memory, start-up, the check answer, then each load step. With `batches`, the server
-    is this one and the mean rows per predict call of each step is read from its metrics."""
+            ready_samples: list[float], batches: bool = False) -> ServerResult:
+    """One server: memory, the check answer, then each load step (its start-up samples are taken apart,
+    in turns with its peer's). With `batches`, the server is this one and the mean rows per predict
+    call of each step is read from its metrics."""
     port = free_port()
     workdir = scratch / name
     workdir.mkdir()
@@ -352,9 +356,8 @@ def measure(name: str, launcher: Launcher, runtime: Runtime, output: str, second
         wait_ready(port, started, process)
         time.sleep(1)  # let every worker finish starting before memory is read
         tree = process_tree(process.pid)
-        samples = start_to_ready(name, launcher, scratch)
-        result = ServerResult(name, statistics.median(samples), memory_mb(tree, "Rss"), memory_mb(tree, "Pss"),
-                              len(tree), ready_samples=samples,
+        result = ServerResult(name, statistics.median(ready_samples), memory_mb(tree, "Rss"), memory_mb(tree, "Pss"),
+                              len(tree), ready_samples=ready_samples,
                               answer=infer(port, request_body(runtime, CHECK_ROWS, output), output),
                               started=started_line(workdir / "server.log"))
         url = f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/infer"
@@ -497,8 +500,12 @@ def footer(loads: list[LoadResult]) -> str:
 
 def compare(runtime: Runtime, seconds: int, scratch: Path) -> tuple[str, dict[str, Any]]:
     """Measure one runtime's server and its peer; the section to print and the raw results."""
-    mine = measure(f"{runtime.name}-model-server", functools.partial(ours, runtime), runtime, runtime.output,
-                   seconds, scratch, batches=True)
+    launchers: dict[str, Launcher] = {"model-server": functools.partial(ours, runtime)}
+    if runtime.mlserver is not None:
+        launchers["mlserver"] = functools.partial(mlserver, runtime)
+    starts = start_to_ready({f"{runtime.name}-{name}": launcher for name, launcher in launchers.items()}, scratch)
+    mine = measure(f"{runtime.name}-model-server", launchers["model-server"], runtime, runtime.output,
+                   seconds, scratch, starts[f"{runtime.name}-model-server"], batches=True)
     heading = f"### {runtime.name} ({runtime.model.relative_to(ROOT)})\n\n"
     if runtime.mlserver is None:
         ceilings = onnx_ceiling(runtime, mine)
@@ -507,8 +514,8 @@ def compare(runtime: Runtime, seconds: int, scratch: Path) -> tuple[str, dict[st
             raise RuntimeError(f"{runtime.name}: the server answers {mine.answer}, ONNX Runtime {expected}")
         return heading + ceiling_table(mine, ceilings), {"model-server": asdict(mine),
                                                          "onnxruntime": [asdict(c) for c in ceilings]}
-    theirs = measure(f"{runtime.name}-mlserver", functools.partial(mlserver, runtime), runtime,
-                     runtime.mlserver_output, seconds, scratch)
+    theirs = measure(f"{runtime.name}-mlserver", launchers["mlserver"], runtime, runtime.mlserver_output, seconds,
+                     scratch, starts[f"{runtime.name}-mlserver"])
     if not agree(mine.answer, theirs.answer):
         raise RuntimeError(f"{runtime.name}: the servers answer differently: {mine.answer} and {theirs.answer}")
     return heading + table(mine, theirs), {"model-server": asdict(mine), "mlserver": asdict(theirs)}
