@@ -500,12 +500,13 @@ def footer(loads: list[LoadResult]) -> str:
 
 def compare(runtime: Runtime, seconds: int, scratch: Path) -> tuple[str, dict[str, Any]]:
     """Measure one runtime's server and its peer; the section to print and the raw results."""
-    launchers: dict[str, Launcher] = {"model-server": functools.partial(ours, runtime)}
+    my_name, their_name = f"{runtime.name}-model-server", f"{runtime.name}-mlserver"
+    launchers: dict[str, Launcher] = {my_name: functools.partial(ours, runtime)}
     if runtime.mlserver is not None:
-        launchers["mlserver"] = functools.partial(mlserver, runtime)
-    starts = start_to_ready({f"{runtime.name}-{name}": launcher for name, launcher in launchers.items()}, scratch)
-    mine = measure(f"{runtime.name}-model-server", launchers["model-server"], runtime, runtime.output,
-                   seconds, scratch, starts[f"{runtime.name}-model-server"], batches=True)
+        launchers[their_name] = functools.partial(mlserver, runtime)
+    starts = start_to_ready(launchers, scratch)
+    mine = measure(my_name, launchers[my_name], runtime, runtime.output, seconds, scratch, starts[my_name],
+                   batches=True)
     heading = f"### {runtime.name} ({runtime.model.relative_to(ROOT)})\n\n"
     if runtime.mlserver is None:
         ceilings = onnx_ceiling(runtime, mine)
@@ -514,8 +515,8 @@ def compare(runtime: Runtime, seconds: int, scratch: Path) -> tuple[str, dict[st
             raise RuntimeError(f"{runtime.name}: the server answers {mine.answer}, ONNX Runtime {expected}")
         return heading + ceiling_table(mine, ceilings), {"model-server": asdict(mine),
                                                          "onnxruntime": [asdict(c) for c in ceilings]}
-    theirs = measure(f"{runtime.name}-mlserver", launchers["mlserver"], runtime, runtime.mlserver_output, seconds,
-                     scratch, starts[f"{runtime.name}-mlserver"])
+    theirs = measure(their_name, launchers[their_name], runtime, runtime.mlserver_output, seconds, scratch,
+                     starts[their_name])
     if not agree(mine.answer, theirs.answer):
         raise RuntimeError(f"{runtime.name}: the servers answer differently: {mine.answer} and {theirs.answer}")
     return heading + table(mine, theirs), {"model-server": asdict(mine), "mlserver": asdict(theirs)}

@@ -38,9 +38,10 @@ def test_training_is_deterministic_and_reproduces_the_committed_artifact(tmp_pat
     # chosen per CPU at run time): the same model is then the same fitted state to rounding, and the
     # same predictions. Anything more is a change of train.py or a library: `make model` and commit.
     ours, theirs = joblib.load(tmp_path / "first.pkl"), joblib.load(APP_DIR / "model.pkl")
-    assert [(name, kind, sorted(state)) for name, kind, state in _fitted_state(ours)] == [
-        (name, kind, sorted(state)) for name, kind, state in _fitted_state(theirs)], "retrain with `make model`"
-    for (name, _, state), (_, _, expected) in zip(_fitted_state(ours), _fitted_state(theirs), strict=True):
+    our_state, their_state = _fitted_state(ours), _fitted_state(theirs)
+    assert [(name, kind, sorted(state)) for name, kind, state in our_state] == [
+        (name, kind, sorted(state)) for name, kind, state in their_state], "retrain with `make model`"
+    for (name, _, state), (_, _, expected) in zip(our_state, their_state, strict=True):
         for key, value in state.items():
             np.testing.assert_allclose(value, expected[key], rtol=1e-12, atol=1e-13,
                                        err_msg=f"{name}.{key}: retrain with `make model` and commit")
