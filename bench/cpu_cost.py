@@ -14,6 +14,9 @@ counted as the server's) and their number, so the server's own cost is the rest:
 
 The bare server (bench/bare_server.py) is the floor: the same event loop, HTTP parser and
 worker count, answering one fixed, valid OIP response without JSON, routing, model or metrics.
+The same server with --v2-json is the floor for a server that speaks V2 JSON at all: it also keeps
+the headers, decodes the body into an array and encodes an answer, a loop pass later, and nothing
+else (no routing, validation, limits, batching, model, metrics or log).
 
 The kernel's share (system time) is shown apart: it is the socket calls, and the wake-ups of a
 client that waits for its answers. A slower server keeps its clients waiting longer, so its system
@@ -213,21 +216,26 @@ def measure_server(seconds: float = 10, clients: int = 64, workers: int | None =
                        True)
 
 
-def measure_both(seconds: float = 10, clients: int = 64, workers: int | None = None) -> tuple[CpuCost, CpuCost]:
-    """The model server on the bundled iris model, then the bare server, one after the other."""
+# What the model server is measured against: bench/bare_server.py, plain and speaking V2 JSON.
+FLOORS = {"bare": [], "v2-json": ["--v2-json"]}
+
+
+def measure_all(seconds: float = 10, clients: int = 64, workers: int | None = None) -> tuple[CpuCost, ...]:
+    """The model server on the bundled iris model, then each floor, one after the other."""
     workers = workers or len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="cpu-cost-") as directory:
         workdir = Path(directory)
         port = free_port()
         command, env = model_server_command(port, workers)
-        server = measure("model-server", command, env, port, "/v2/health/ready", clients, seconds, workdir, True)
-        port = free_port()
-        bare = measure("bare", [sys.executable, str(BARE_SERVER), str(port), str(workers)], dict(os.environ), port,
-                       "/", clients, seconds, workdir, False)
-    return server, bare
+        costs = [measure("model-server", command, env, port, "/v2/health/ready", clients, seconds, workdir, True)]
+        for name, flags in FLOORS.items():
+            port = free_port()
+            costs.append(measure(name, [sys.executable, str(BARE_SERVER), str(port), str(workers), *flags],
+                                 dict(os.environ), port, "/", clients, seconds, workdir, False))
+    return tuple(costs)
 
 
-def table(server: CpuCost, bare: CpuCost) -> str:
+def table(server: CpuCost, bare: CpuCost, v2_json: CpuCost) -> str:
     per_batch = server.requests / server.predict_calls if server.predict_calls else 0.0
     lines = [f"| CPU per request, {server.clients} clients, 1 row (process tree, user+system) | µs |",
              "| --- | --- |",
@@ -238,10 +246,13 @@ def table(server: CpuCost, bare: CpuCost) -> str:
              f"| — — of which in the kernel (system time) | {server.system_us_per_request:.1f} |",
              f"| bare asyncio + httptools server, fixed answer | {bare.cpu_us_per_request:.1f} |",
              f"| — of which in the kernel (system time) | {bare.system_us_per_request:.1f} |",
+             f"| the same, keeping headers, decoding and encoding V2 JSON | {v2_json.cpu_us_per_request:.1f} |",
+             f"| — of which in the kernel (system time) | {v2_json.system_us_per_request:.1f} |",
              f"| the server's own ÷ bare | {server.own_us_per_request / bare.cpu_us_per_request:.1f}x |",
+             f"| the server's own ÷ V2 JSON floor | {server.own_us_per_request / v2_json.cpu_us_per_request:.1f}x |",
              "",
-             f"Requests in {server.seconds:g} s: model-server {server.requests:,} ({server.errors} errors), "
-             f"bare {bare.requests:,} ({bare.errors} errors)."]
+             f"Requests in {server.seconds:g} s: " + ", ".join(
+                 f"{cost.name} {cost.requests:,} ({cost.errors} errors)" for cost in (server, bare, v2_json)) + "."]
     return "\n".join(lines)
 
 
@@ -274,10 +285,10 @@ def main() -> int:
     options = parser.parse_args()
     if options.against:
         return compare(options.against, options.rounds, options.seconds, options.clients, options.workers)
-    server, bare = measure_both(options.seconds, options.clients, options.workers)
-    print(table(server, bare))
+    costs = measure_all(options.seconds, options.clients, options.workers)
+    print(table(*costs))
     if options.json:
-        options.json.write_text(json.dumps([asdict(server), asdict(bare)], indent=2))
+        options.json.write_text(json.dumps([asdict(cost) for cost in costs], indent=2))
     return 0
 
 

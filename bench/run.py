@@ -4,7 +4,8 @@ same machine, in the same run.
     python bench/run.py [--seconds 10] [--runtimes sklearn,xgboost,lightgbm,onnx,onnx-mlp] [--json bench/results.json]
 
 (Canary detection time is bench/detection.py; `make bench` runs both. CPU per request against a
-bare asyncio + httptools server, in the same run, is bench/cpu_cost.py; this prints its table too.)
+bare asyncio + httptools server and the same server speaking V2 JSON, in the same run, is
+bench/cpu_cost.py; this prints its table too.)
 
 Load comes from wrk (Debian package `wrk`) with keep-alive connections. Reported per server:
 requests/s and p50/p99 latency at 1, 8 and 64 clients with 1-row requests; rows/s with 256-row
@@ -544,7 +545,7 @@ def main() -> int:
         for runtime in runtimes:
             section, results[runtime.name] = compare(runtime, options.seconds, Path(directory))
             print(section + "\n", flush=True)
-    costs = cpu_cost.measure_both(options.seconds)  # this server's CPU/request against a bare server's
+    costs = cpu_cost.measure_all(options.seconds)  # this server's CPU/request against the floors'
     print(cpu_cost.table(*costs))
     results["cpu_per_request"] = [asdict(cost) for cost in costs]
     if options.json:
