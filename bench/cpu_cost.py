@@ -21,7 +21,11 @@ else (no routing, validation, limits, batching, model, metrics or log).
 The kernel's share (system time) is shown apart: it is the socket calls, and the wake-ups of a
 client that waits for its answers. A slower server keeps its clients waiting longer, so its system
 time per request is higher for the same calls (the bare server made to spin 40 µs per request spent
-about 2.5x the system time per request it spends answering at once).
+about 2.5x the system time per request it spends answering at once). The involuntary context
+switches per request show why: wrk runs on the same two CPUs, and a client thread that an answer
+wakes takes the CPU from the worker that wrote it. A server fast enough to keep its clients busy
+wakes them rarely; a slower one is preempted up to once per answer, and pays for the switch and
+for the caches the client leaves behind in kernel and user time alike.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class CpuCost:
     system_s: float  # of which in the kernel
     predict_cpu_s: float = 0.0
     predict_calls: int = 0
+    preemptions: int = 0  # involuntary context switches of the tree's threads over the window
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -75,6 +80,10 @@ class CpuCost:
     @property
     def predict_us_per_request(self) -> float:
         return self.predict_cpu_s / self.requests * 1e6
+
+    @property
+    def preemptions_per_request(self) -> float:
+        return self.preemptions / self.requests
 
     @property
     def own_us_per_request(self) -> float:
@@ -115,6 +124,20 @@ def cpu_seconds(root: int) -> dict[int, tuple[float, float]]:
             continue  # exited since it was listed: the caller sees the tree change
         seconds[pid] = (int(fields[11]) * CLOCK_TICK_S, int(fields[12]) * CLOCK_TICK_S)  # utime, stime (14, 15)
     return seconds
+
+
+def preemptions(pids: list[int]) -> int:
+    """Involuntary context switches of every thread of `pids`: how often they were made to give up
+    the CPU while they could still run (here, mostly to the client thread that an answer woke)."""
+    switches = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                switches += int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)$", status.read_text(),
+                                          re.M).group(1))  # type: ignore[union-attr]
+            except OSError:
+                continue  # a thread that ended since it was listed
+    return switches
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -183,8 +206,10 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, ready
         run_wrk(url, script, clients, 2)  # warm-up: connections, caches, lazily built paths
         predict_before = predict_totals(port) if with_metrics else (0.0, 0)
         cpu_before = cpu_seconds(process.pid)
+        switches_before = preemptions(list(cpu_before))
         requests, errors = run_wrk(url, script, clients, seconds)
         cpu_after = cpu_seconds(process.pid)
+        switches_after = preemptions(list(cpu_after))
         predict_after = predict_totals(port) if with_metrics else (0.0, 0)
         # A process that exited or started in the window would take its CPU out of the sum, or never
         # bring it in; cheap error answers would lower the CPU per request: either voids the run.
@@ -196,7 +221,8 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, ready
         user, system = (sum(times[i] for times in cpu_after.values()) - sum(times[i] for times in cpu_before.values())
                         for i in (0, 1))
         return CpuCost(name, clients, seconds, requests, errors, user + system, system,
-                       predict_after[0] - predict_before[0], predict_after[1] - predict_before[1])
+                       predict_after[0] - predict_before[0], predict_after[1] - predict_before[1],
+                       switches_after - switches_before)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -248,6 +274,9 @@ def table(server: CpuCost, bare: CpuCost, v2_json: CpuCost) -> str:
              f"| — of which in the kernel (system time) | {bare.system_us_per_request:.1f} |",
              f"| the same, keeping headers, decoding and encoding V2 JSON | {v2_json.cpu_us_per_request:.1f} |",
              f"| — of which in the kernel (system time) | {v2_json.system_us_per_request:.1f} |",
+             "| involuntary context switches per request: model-server, bare, V2 JSON | "
+             f"{server.preemptions_per_request:.2f}, {bare.preemptions_per_request:.2f}, "
+             f"{v2_json.preemptions_per_request:.2f} |",
              f"| the server's own ÷ bare | {server.own_us_per_request / bare.cpu_us_per_request:.1f}x |",
              f"| the server's own ÷ V2 JSON floor | {server.own_us_per_request / v2_json.cpu_us_per_request:.1f}x |",
              "",
