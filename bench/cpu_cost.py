@@ -242,8 +242,18 @@ def measure_server(seconds: float = 10, clients: int = 64, workers: int | None =
                        True)
 
 
+@dataclass(frozen=True)
+class Floor:
+    name: str
+    flags: list[str]  # bench/bare_server.py's
+    described: str  # its row in the table
+    short: str  # in the rows that compare
+
+
 # What the model server is measured against: bench/bare_server.py, plain and speaking V2 JSON.
-FLOORS = {"bare": [], "v2-json": ["--v2-json"]}
+FLOORS = [Floor("bare", [], "bare asyncio + httptools server, fixed answer", "bare"),
+          Floor("v2-json", ["--v2-json"], "the same, keeping headers, decoding and encoding V2 JSON",
+                "V2 JSON floor")]
 
 
 def measure_all(seconds: float = 10, clients: int = 64, workers: int | None = None) -> tuple[CpuCost, ...]:
@@ -254,14 +264,15 @@ def measure_all(seconds: float = 10, clients: int = 64, workers: int | None = No
         port = free_port()
         command, env = model_server_command(port, workers)
         costs = [measure("model-server", command, env, port, "/v2/health/ready", clients, seconds, workdir, True)]
-        for name, flags in FLOORS.items():
+        for floor in FLOORS:
             port = free_port()
-            costs.append(measure(name, [sys.executable, str(BARE_SERVER), str(port), str(workers), *flags],
+            costs.append(measure(floor.name, [sys.executable, str(BARE_SERVER), str(port), str(workers), *floor.flags],
                                  dict(os.environ), port, "/", clients, seconds, workdir, False))
     return tuple(costs)
 
 
-def table(server: CpuCost, bare: CpuCost, v2_json: CpuCost) -> str:
+def table(server: CpuCost, *floors: CpuCost) -> str:
+    """The server's costs, then each floor's (measured in the order of FLOORS)."""
     per_batch = server.requests / server.predict_calls if server.predict_calls else 0.0
     lines = [f"| CPU per request, {server.clients} clients, 1 row (process tree, user+system) | µs |",
              "| --- | --- |",
@@ -269,19 +280,17 @@ def table(server: CpuCost, bare: CpuCost, v2_json: CpuCost) -> str:
              f"| — of which the model's predict (thread CPU time; {server.predict_calls:,} calls, "
              f"{per_batch:.1f} requests each) | {server.predict_us_per_request:.1f} |",
              f"| — the server's own (everything but predict) | {server.own_us_per_request:.1f} |",
-             f"| — — of which in the kernel (system time) | {server.system_us_per_request:.1f} |",
-             f"| bare asyncio + httptools server, fixed answer | {bare.cpu_us_per_request:.1f} |",
-             f"| — of which in the kernel (system time) | {bare.system_us_per_request:.1f} |",
-             f"| the same, keeping headers, decoding and encoding V2 JSON | {v2_json.cpu_us_per_request:.1f} |",
-             f"| — of which in the kernel (system time) | {v2_json.system_us_per_request:.1f} |",
-             "| involuntary context switches per request: model-server, bare, V2 JSON | "
-             f"{server.preemptions_per_request:.2f}, {bare.preemptions_per_request:.2f}, "
-             f"{v2_json.preemptions_per_request:.2f} |",
-             f"| the server's own ÷ bare | {server.own_us_per_request / bare.cpu_us_per_request:.1f}x |",
-             f"| the server's own ÷ V2 JSON floor | {server.own_us_per_request / v2_json.cpu_us_per_request:.1f}x |",
-             "",
-             f"Requests in {server.seconds:g} s: " + ", ".join(
-                 f"{cost.name} {cost.requests:,} ({cost.errors} errors)" for cost in (server, bare, v2_json)) + "."]
+             f"| — — of which in the kernel (system time) | {server.system_us_per_request:.1f} |"]
+    measured = list(zip(FLOORS, floors, strict=True))
+    for floor, cost in measured:
+        lines += [f"| {floor.described} | {cost.cpu_us_per_request:.1f} |",
+                  f"| — of which in the kernel (system time) | {cost.system_us_per_request:.1f} |"]
+    lines.append(f"| involuntary context switches per request: model-server, {', '.join(f.short for f in FLOORS)} | "
+                 + ", ".join(f"{cost.preemptions_per_request:.2f}" for cost in (server, *floors)) + " |")
+    lines += [f"| the server's own ÷ {floor.short} | {server.own_us_per_request / cost.cpu_us_per_request:.1f}x |"
+              for floor, cost in measured]
+    lines += ["", f"Requests in {server.seconds:g} s: " + ", ".join(
+        f"{cost.name} {cost.requests:,} ({cost.errors} errors)" for cost in (server, *floors)) + "."]
     return "\n".join(lines)
 
 
